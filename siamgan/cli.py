@@ -1,0 +1,221 @@
+"""The `siamgan` command line: parses, validates and calls the library."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import typer
+from tqdm import tqdm
+
+from .convert import ConvertError, ConvertOptions, convert, expand_inputs
+from .data import DataError
+from .dcgan.cli import dcgan_app
+from .imagefiles import DEFAULT_MAX_PIXELS
+from .models import DiscriminatorConfig, GeneratorConfig
+from .stylize import Stylizer, TileConfig
+from .train import TrainConfig, TrainingDiverged, train
+from .weights_io import WeightsError, list_styles
+
+app = typer.Typer(help="Turn photos into paintings at any resolution.",
+                  no_args_is_help=True, add_completion=False,
+                  context_settings={"help_option_names": ["-h", "--help"]})
+app.add_typer(dcgan_app, name="dcgan")
+
+DEVICE_HELP = "auto (CUDA if present, else CPU), cpu, cuda or cuda:N."
+
+
+def fail(message: str, code: int = 1) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def stylize(
+    inputs: list[str] = typer.Argument(
+        ..., help="Image files, folders (walked recursively, mirrored under -o) or quoted "
+                  "globs such as 'trip/**/*.jpg'."),
+    output: Path = typer.Option(..., "-o", "--output",
+                                help="Output folder, or an output file for a single input."),
+    style: str = typer.Option(None, "--style", "-s", help="Style name; see `siamgan styles`."),
+    weights: Path = typer.Option(None, "--weights", help="A style's .safetensors file."),
+    tile: int = typer.Option(None, "--tile", min=8,
+                             help="Tile size in px (default: the style's training tile)."),
+    scale: float = typer.Option(1.0, "--scale", min=0.01, max=8.0,
+                                help="Resize before stylizing; <1 gives larger brush strokes. "
+                                     "The output keeps the input's size."),
+    overlap: int = typer.Option(0, "--overlap", min=0,
+                                help="Overlap between tiles in px, cross-faded. 0 = abutting "
+                                     "tiles, as trained by the Combo model."),
+    batch_size: int = typer.Option(16, "--batch-size", min=1,
+                                   help="Tiles per forward pass (halved automatically on "
+                                        "out-of-memory)."),
+    out_format: str = typer.Option(None, "--format",
+                                   help="Write every output as jpg, png or webp "
+                                        "(default: keep each input's format and name)."),
+    quality: int = typer.Option(95, "--quality", min=1, max=100,
+                                help="JPEG/WebP quality of the outputs."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Redo outputs that exist."),
+    max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, "--max-pixels", min=1,
+                                   help="Refuse larger images before decoding "
+                                        "(decompression-bomb guard)."),
+    report_file: Path = typer.Option(None, "--report",
+                                     help="Write the summary (converted, skipped, failed "
+                                          "with reasons) to this JSON file."),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+) -> None:
+    """Stylize photos with a trained style, at their full resolution.
+
+    Formats are detected from content (JPEG, PNG, WebP, BMP, TIFF, GIF). Outputs
+    keep name, format, size, EXIF (orientation applied), ICC profile, DPI and
+    alpha. Animated GIF/WebP and multi-page TIFF: only the first frame is
+    stylized, with a warning. Existing outputs are skipped, every write is
+    atomic, and Ctrl-C then the same command again resumes.
+
+    Exit status: 0 all converted or skipped, 1 some files failed, 2 usage
+    error, 130 interrupted.
+    """
+    if (style is None) == (weights is None):
+        fail("give exactly one of --style NAME or --weights FILE", 2)
+    try:
+        options = ConvertOptions(out_format, quality, overwrite, max_pixels,
+                                 TileConfig(tile, overlap, scale, batch_size),
+                                 progress=True, log=lambda line: tqdm.write(line, file=sys.stderr))
+        expand_inputs(inputs)  # usage errors before the style is loaded
+        stylizer = Stylizer.from_style(str(weights or style), device)
+        report = convert(stylizer, inputs, output, options)
+    except (WeightsError, ConvertError, ValueError) as e:
+        fail(str(e), 2)
+    if report_file is not None:
+        report.write_json(report_file)
+    typer.echo(report.summary(), err=report.exit_code != 0)
+    raise typer.Exit(report.exit_code)
+
+
+@app.command(name="train")
+def train_cmd(
+    a: Path = typer.Option(..., "--a", help="Folder of domain-A images (photos)."),
+    b: Path = typer.Option(..., "--b", help="Folder of domain-B images (paintings)."),
+    name: str = typer.Option(..., "--name", help="Style name; the run goes to RUNS/NAME."),
+    steps: int = typer.Option(20000, "--steps", min=1, help="Total training steps."),
+    tile: int = typer.Option(64, "--tile", min=8, help="Tile size S; crops are 2S×2S."),
+    batch: int = typer.Option(16, "--batch", min=2, help="Crops per batch."),
+    recipe: str = typer.Option("default", "--recipe",
+                               help="default, or seed (the seed article's objective only)."),
+    margin: float = typer.Option(None, "--margin", help="Margin m for fakes (default 1.0)."),
+    cosine_weight: float = typer.Option(None, "--lambda", help="Weight λ of T (default 10)."),
+    lr_g: float = typer.Option(None, "--lr-g", help="Generator learning rate (default 1e-4)."),
+    lr_d: float = typer.Option(None, "--lr-d", help="Discriminator learning rate (default 1e-4)."),
+    identity: float = typer.Option(None, "--identity", help="Identity-term weight (default 1)."),
+    mse: float = typer.Option(None, "--mse", help="TraVeLGAN MSE weight on the transformation "
+                                                  "vectors (default 1)."),
+    critic: float = typer.Option(None, "--critic", help="Scalar hinge-critic weight (default 1)."),
+    min_crop_scale: float = typer.Option(0.5, "--min-crop-scale", min=0.05, max=1.0,
+                                         help="Crops are zoomed out by up to 1/this."),
+    channels: int = typer.Option(32, "--channels", min=4, help="Generator base width."),
+    res_blocks: int = typer.Option(4, "--res-blocks", min=0, help="Generator residual blocks."),
+    norm: str = typer.Option("pixel", "--norm", help="Generator norm: pixel, none, instance."),
+    no_combo: bool = typer.Option(False, "--no-combo",
+                                  help="Ablation: train G on whole crops, not via Combo."),
+    sample_every: int = typer.Option(500, "--sample-every", min=1, help="Steps between samples."),
+    checkpoint_every: int = typer.Option(500, "--checkpoint-every", min=1,
+                                         help="Steps between checkpoints."),
+    holdout_every: int = typer.Option(0, "--holdout-every", min=0,
+                                      help="Keep every K-th A image (sorted) out of training, "
+                                           "for `siamgan eval`; 0 uses all."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where run folders go."),
+    resume: bool = typer.Option(False, "--resume", help="Continue RUNS/NAME from its checkpoint."),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config and exit."),
+) -> None:
+    """Learn a style from two folders of unpaired images (photos → paintings)."""
+    overrides = {k: v for k, v in dict(margin=margin, cosine_weight=cosine_weight, lr_g=lr_g,
+                                       lr_d=lr_d, identity_weight=identity,
+                                       mse_weight=mse, critic_weight=critic).items()
+                 if v is not None}
+    common = dict(steps=steps, tile_size=tile, batch_size=batch, combo=not no_combo,
+                  sample_every=sample_every, checkpoint_every=checkpoint_every, seed=seed,
+                  holdout_every=holdout_every, min_crop_scale=min_crop_scale,
+                  device=device, generator=GeneratorConfig(channels, res_blocks, norm))
+    try:
+        if recipe == "seed":
+            cfg = TrainConfig.seed_recipe(**common, **overrides)
+        elif recipe == "default":
+            cfg = TrainConfig(**common, **overrides, discriminator=DiscriminatorConfig())
+        else:
+            fail(f"unknown recipe {recipe!r} (default or seed)", 2)
+    except ValueError as e:
+        fail(str(e), 2)
+    if dry_run:
+        typer.echo(json.dumps(asdict(cfg), indent=2))
+        return
+    try:
+        path = train(cfg, a, b, name, runs_dir, resume)
+    except (DataError, FileNotFoundError) as e:
+        fail(str(e), 2)
+    except TrainingDiverged as e:
+        fail(str(e), 1)
+    except KeyboardInterrupt:
+        typer.echo(f"\ninterrupted: checkpoint saved in {runs_dir / name}; "
+                   "continue with --resume", err=True)
+        raise typer.Exit(130) from None
+    typer.echo(f"style {name!r} exported to {path}")
+
+
+@app.command(name="eval")
+def eval_cmd(
+    photos: Path = typer.Option(..., "--photos", help="Folder of photos (domain A)."),
+    paintings: Path = typer.Option(..., "--paintings", help="Folder of paintings (domain B)."),
+    style: str = typer.Option(None, "--style", "-s", help="Style name; see `siamgan styles`."),
+    weights: Path = typer.Option(None, "--weights", help="A style's .safetensors file."),
+    holdout_every: int = typer.Option(10, "--holdout-every", min=0,
+                                      help="Score only every K-th photo (sorted), the ones "
+                                           "`train --holdout-every K` kept out; 0 = all."),
+    seam_photos: int = typer.Option(3, "--seam-photos", min=0,
+                                    help="Photos resized to 2560×1600 for the seam score."),
+    overlap: int = typer.Option(0, "--overlap", min=0, help="Tile overlap in px."),
+    scale: float = typer.Option(1.0, "--scale", min=0.01, max=8.0, help="As in stylize."),
+    json_out: Path = typer.Option(None, "--json", help="Also write the results as JSON."),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+) -> None:
+    """Score a style: style distance (SWD), content kept (SSIM) and tile seams."""
+    from .evaluate import EvalConfig, evaluate, format_table
+    from .runs import write_json
+
+    if (style is None) == (weights is None):
+        fail("give exactly one of --style NAME or --weights FILE", 2)
+    try:
+        stylizer = Stylizer.from_style(str(weights or style), device)
+        result = evaluate(stylizer, photos, paintings,
+                          EvalConfig(holdout_every=holdout_every, seam_photos=seam_photos),
+                          TileConfig(overlap=overlap, scale=scale))
+    except (WeightsError, ValueError, OSError) as e:
+        fail(str(e), 2)
+    result["style"] = str(weights or style)
+    typer.echo(format_table(result))
+    if json_out is not None:
+        write_json(json_out, result)
+
+
+@app.command()
+def styles() -> None:
+    """List the styles siamgan can find (shipped and user-trained)."""
+    found = list_styles()
+    if not found:
+        typer.echo("no styles found")
+    for s in found:
+        typer.echo(f"{s['name']:<16} tile {s['tile_size']!s:<4} {s['path']}")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

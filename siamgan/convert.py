@@ -1,0 +1,413 @@
+"""Batch conversion: files, folders and globs in, stylized files out, nothing lost.
+
+:func:`plan` decides every output name before any work starts (mirrored
+folders, collisions, inputs that must never be overwritten); :func:`convert`
+runs the plan with decoding and encoding overlapping the model work, and
+returns a :class:`ConvertReport`. Decoding, encoding and metadata live in
+:mod:`siamgan.imagefiles`; what happens to each odd input is in
+``docs/batch.md``.
+"""
+
+from __future__ import annotations
+
+import errno
+import glob
+import os
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .imagefiles import (
+    DEFAULT_MAX_PIXELS,
+    FORMAT_OF_SUFFIX,
+    SUFFIXES,
+    WRITE_FORMATS,
+    Decoded,
+    ImageFileError,
+    decode,
+    encode,
+    pixel_limit,
+)
+from .runs import write_json
+from .stylize import Stylizer, TileConfig
+
+STOP_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+"""Write errors that would fail every later file too: the batch stops."""
+
+
+class ConvertError(ValueError):
+    """The request itself cannot be carried out (a usage error: exit code 2)."""
+
+
+@dataclass
+class ConvertOptions:
+    """How a batch is converted; every field has a CLI option of the same name."""
+
+    output_format: str | None = None  # jpg | png | webp; None keeps each input's format
+    quality: int = 95  # JPEG/WebP quality
+    overwrite: bool = False  # redo outputs that exist
+    max_pixels: int = DEFAULT_MAX_PIXELS  # larger images are refused before decoding
+    tiling: TileConfig | None = None
+    progress: bool = False  # a tqdm bar over files
+    log: Callable[[str], None] | None = None  # receives "failed: …"/"warning: …" lines
+
+    def __post_init__(self) -> None:
+        if self.output_format is not None and self.output_format not in WRITE_FORMATS:
+            raise ConvertError(f"--format must be one of {', '.join(WRITE_FORMATS)}")
+        if not 1 <= self.quality <= 100:
+            raise ConvertError("--quality must be between 1 and 100")
+        if self.max_pixels < 1:
+            raise ConvertError("--max-pixels must be ≥ 1")
+
+
+@dataclass
+class Job:
+    src: Path
+    dst: Path
+    format: str | None = None  # Pillow format to write; None: the input's own
+
+
+@dataclass
+class Plan:
+    jobs: list[Job]
+    root: Path  # the folder outputs are written under
+    conflicts: dict[int, str] = field(default_factory=dict)  # job index → why it can't run
+    ignored: list[Path] = field(default_factory=list)  # not images by name, in folders
+
+
+@dataclass
+class ConvertReport:
+    """What happened to every input; ``pending`` were never attempted (Ctrl-C, disk full)."""
+
+    converted: list[dict] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)
+    failed: list[dict] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+    interrupted: bool = False
+    stopped: str | None = None
+    megapixels: float = 0.0
+    seconds: float = 0.0
+
+    @property
+    def exit_code(self) -> int:
+        """130 after Ctrl-C, 1 when any file failed, else 0."""
+        return 130 if self.interrupted else 1 if self.failed else 0
+
+    def summary(self) -> str:
+        text = (f"converted {len(self.converted)}, skipped {len(self.skipped)} (exist), "
+                f"failed {len(self.failed)}")
+        if self.pending:
+            text += f", not attempted {len(self.pending)}"
+        if self.ignored:
+            text += f"; ignored {len(self.ignored)} non-image file(s)"
+        if self.interrupted:
+            text += "; interrupted: rerun the same command to finish"
+        if self.stopped:
+            text += f"; stopped: {self.stopped}"
+        return text
+
+    def to_dict(self) -> dict:
+        return {"converted": self.converted, "skipped": self.skipped, "failed": self.failed,
+                "pending": self.pending, "ignored": self.ignored,
+                "interrupted": self.interrupted, "stopped": self.stopped,
+                "megapixels": round(self.megapixels, 3), "seconds": round(self.seconds, 3),
+                "exit_code": self.exit_code}
+
+    def write_json(self, path: str | Path) -> None:
+        write_json(path, self.to_dict())
+
+
+def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
+    """Paths as given; a pattern that names no existing path is expanded as a glob."""
+    found: list[Path] = []
+    missing: list[str] = []
+    for item in inputs:
+        path = Path(item).expanduser()
+        if path.exists():
+            found.append(path)
+        elif any(c in str(item) for c in "*?["):
+            matches = sorted(glob.glob(str(path), recursive=True))
+            found += [Path(m) for m in matches]
+            if not matches:
+                missing.append(f"{item} (matches nothing)")
+        else:
+            missing.append(str(item))
+    if missing:
+        raise ConvertError(f"no such file or folder: {', '.join(missing)}")
+    return found
+
+
+def walk_folder(folder: Path, exclude: Path | None) -> tuple[list[Path], list[Path]]:
+    """(image files by name, other files) under ``folder``, sorted, recursively.
+
+    Hidden files and folders (temp files of interrupted writes among them) and
+    ``exclude`` (an output folder inside the input) are never entered.
+    Symbolic links to folders are not followed.
+    """
+    images: list[Path] = []
+    others: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        here = Path(dirpath)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")
+                             and not _same(here / d, exclude))
+        for name in sorted(filenames):
+            if name.startswith("."):
+                continue
+            path = here / name
+            (images if path.suffix.lower() in FORMAT_OF_SUFFIX else others).append(path)
+    return images, others
+
+
+def _same(a: Path, b: Path | None) -> bool:
+    """Whether two paths name the same file or folder (links and ``..`` included)."""
+    if b is None:
+        return False
+    if os.path.abspath(a) == os.path.abspath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return False
+
+
+def _key(path: Path) -> str:
+    # Case-folded, so outputs stay distinct on case-insensitive disks too.
+    return os.path.normcase(os.path.abspath(path)).casefold()
+
+
+def plan(inputs: Sequence[Path], output: Path, output_format: str | None = None) -> Plan:
+    """Pair every input file with its output path; raise :class:`ConvertError` on misuse.
+
+    One folder is mirrored directly under ``output``; several inputs are
+    mirrored below their common folder. One file with an output that has an
+    image suffix (and is not a folder) is written to exactly that path.
+    """
+    inputs = list(inputs)
+    forced = WRITE_FORMATS[output_format] if output_format else None
+    if (len(inputs) == 1 and inputs[0].is_file() and not output.is_dir()
+            and output.suffix.lower() in FORMAT_OF_SUFFIX):
+        fmt = FORMAT_OF_SUFFIX[output.suffix.lower()]
+        if forced and forced != fmt:
+            raise ConvertError(f"--format {output_format} contradicts output name {output}")
+        if _same(inputs[0], output):
+            raise ConvertError(f"{output}: the output would overwrite the input")
+        return Plan([Job(inputs[0], output, fmt)], output.parent)
+    folders = [p for p in inputs if p.is_dir()]
+    for folder in folders:
+        if _same(folder, output):
+            raise ConvertError(f"{output}: the output folder is the input folder; "
+                               "choose another -o so the originals are never overwritten")
+    mirror: list[tuple[Path, Path]] = []  # (file as the user names it, absolute mirror path)
+    ignored: list[Path] = []
+    for p in inputs:
+        if p.is_dir():
+            images, others = walk_folder(p, output)
+            mirror += [(f, Path(os.path.abspath(f))) for f in images]
+            ignored += others
+        else:
+            mirror.append((p, Path(os.path.abspath(p))))
+    if not mirror:
+        return Plan([], output, ignored=ignored)
+    roots = [Path(os.path.abspath(f)) for f in folders]
+    roots += [Path(os.path.abspath(p)).parent for p in inputs if not p.is_dir()]
+    base = Path(os.path.commonpath(roots))
+    seen: set[str] = set()
+    jobs: list[Job] = []
+    for src, absolute in mirror:
+        if (k := os.path.realpath(src)) in seen:
+            continue  # the same file reached twice (overlapping inputs)
+        seen.add(k)
+        dst = output / absolute.relative_to(base)
+        if forced:
+            dst = dst.with_suffix(SUFFIXES[forced])
+        jobs.append(Job(src, dst, forced))
+    return Plan(jobs, output, _conflicts(jobs, forced), ignored)
+
+
+def _conflicts(jobs: list[Job], forced: str | None) -> dict[int, str]:
+    """Give colliding outputs distinct names, or say why a job must not run."""
+    groups: dict[str, list[int]] = {}
+    for i, job in enumerate(jobs):
+        groups.setdefault(_key(job.dst), []).append(i)
+    if forced:  # a.jpg + a.png → a.webp twice: name them a.jpg.webp and a.png.webp
+        for members in groups.values():
+            if len(members) > 1:
+                for i in members:
+                    jobs[i].dst = jobs[i].dst.with_name(jobs[i].src.name + SUFFIXES[forced])
+        groups = {}
+        for i, job in enumerate(jobs):
+            groups.setdefault(_key(job.dst), []).append(i)
+    conflicts: dict[int, str] = {}
+    for members in groups.values():
+        if len(members) > 1:
+            names = ", ".join(str(jobs[i].src) for i in members)
+            for i in members:
+                conflicts[i] = f"inputs {names} would all be written to {jobs[i].dst}; " \
+                               "rename one of them"
+    inputs = {os.path.realpath(job.src) for job in jobs}
+    for i, job in enumerate(jobs):
+        if os.path.realpath(job.dst) in inputs:
+            conflicts[i] = f"the output {job.dst} would overwrite an input; choose another -o"
+    return conflicts
+
+
+def check_writable(folder: Path) -> None:
+    """Create ``folder`` and a temp file in it, or raise :class:`ConvertError`."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".siamgan-probe.", dir=folder)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise ConvertError(f"cannot write to output folder {folder}: "
+                           f"{e.strerror or e}") from e
+
+
+def is_out_of_memory(e: BaseException) -> bool:
+    oom = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+    return isinstance(e, (oom, MemoryError)) or (
+        isinstance(e, RuntimeError) and "out of memory" in str(e).lower())
+
+
+def stylize_retrying(stylizer: Stylizer, rgb: np.ndarray,
+                     tiling: TileConfig | None) -> tuple[np.ndarray, list[str]]:
+    """Stylize; on out-of-memory redo the whole image with half as many tiles per batch.
+
+    Each retry starts from scratch, so no tile of a failed attempt is ever kept.
+    """
+    cfg = tiling or TileConfig()
+    notes: list[str] = []
+    while True:
+        try:
+            return stylizer.stylize_array(rgb, cfg), notes
+        except Exception as e:
+            if not is_out_of_memory(e):
+                raise ImageFileError(f"stylizing failed: {type(e).__name__}: {e}") from e
+            if torch.cuda.is_available() and torch.cuda.is_initialized():
+                torch.cuda.empty_cache()
+            if cfg.batch_size == 1:
+                raise ImageFileError("out of memory even with one tile per batch; try a "
+                                     "smaller --tile, --scale below 1 or --device cpu") from e
+            cfg = replace(cfg, batch_size=max(1, cfg.batch_size // 2))
+            notes.append(f"out of memory; retried with {cfg.batch_size} tiles per batch")
+
+
+def _os_reason(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.strerror:
+        return f"cannot write: {e.strerror}"
+    return f"{type(e).__name__}: {e}"
+
+
+def convert(stylizer: Stylizer, inputs: Sequence[str | Path], output: str | Path,
+            options: ConvertOptions | None = None) -> ConvertReport:
+    """Stylize every input into ``output``; a bad file is reported, never fatal.
+
+    Raises :class:`ConvertError` before any work for usage errors. Ctrl-C
+    finishes the files already stylized, discards the current one and returns
+    a report with ``interrupted`` set; rerunning skips what was written.
+    """
+    opts = options or ConvertOptions()
+    output = Path(output).expanduser()
+    the_plan = plan(expand_inputs(inputs), output, opts.output_format)
+    report = ConvertReport(ignored=[str(p) for p in the_plan.ignored])
+    todo: list[Job] = []
+    for i, job in enumerate(the_plan.jobs):
+        entry = {"input": str(job.src), "output": str(job.dst)}
+        if i in the_plan.conflicts:
+            _fail(report, opts, entry, the_plan.conflicts[i])
+        elif job.dst.is_dir():
+            _fail(report, opts, entry, "the output path is an existing folder")
+        elif job.dst.exists() and not opts.overwrite:
+            report.skipped.append({**entry, "reason": "output exists (--overwrite to redo)"})
+        else:
+            todo.append(job)
+    if todo:
+        check_writable(the_plan.root)
+    bar = tqdm(total=len(the_plan.jobs), unit="file", desc="stylize",
+               disable=not opts.progress, dynamic_ncols=True)
+    bar.update(len(the_plan.jobs) - len(todo))
+    start = time.perf_counter()
+    with pixel_limit(opts.max_pixels):
+        _run(stylizer, todo, opts, report, bar, start)
+    report.seconds = time.perf_counter() - start
+    bar.close()
+    return report
+
+
+def _fail(report: ConvertReport, opts: ConvertOptions, entry: dict, reason: str) -> None:
+    report.failed.append({**entry, "reason": reason})
+    if opts.log:
+        opts.log(f"failed: {entry['input']}: {reason}")
+
+
+def _run(stylizer: Stylizer, todo: list[Job], opts: ConvertOptions,
+         report: ConvertReport, bar: tqdm, start: float) -> None:
+    """Decode the next file and encode the previous one while the model works."""
+    done: set[int] = set()
+    writing: list[tuple[int, Future, dict]] = []
+
+    def finish(i: int, future: Future, entry: dict) -> None:
+        try:
+            notes = future.result()
+        except Exception as e:
+            _fail(report, opts, entry, _os_reason(e))
+            if isinstance(e, OSError) and e.errno in STOP_ERRNOS:
+                report.stopped = f"{e.strerror} writing {entry['output']}"
+        else:
+            entry["warnings"] += notes
+            report.converted.append(entry)
+            report.megapixels += entry["megapixels"]
+            for note in entry["warnings"]:
+                if opts.log:
+                    opts.log(f"warning: {entry['input']}: {note}")
+        done.add(i)
+        bar.update(1)
+        rate = report.megapixels / max(time.perf_counter() - start, 1e-9)
+        bar.set_postfix_str(f"{rate:.2f} MP/s", refresh=False)
+
+    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="siamgan-io")
+    reading = pool.submit(decode, todo[0].src, opts.max_pixels) if todo else None
+    try:
+        for i, job in enumerate(todo):
+            current, reading = reading, None
+            if i + 1 < len(todo):
+                reading = pool.submit(decode, todo[i + 1].src, opts.max_pixels)
+            entry = {"input": str(job.src), "output": str(job.dst)}
+            try:
+                decoded: Decoded = current.result()
+                t0 = time.perf_counter()
+                out, notes = stylize_retrying(stylizer, decoded.rgb, opts.tiling)
+            except ImageFileError as e:
+                _fail(report, opts, entry, str(e))
+                done.add(i)
+                bar.update(1)
+                continue
+            entry.update(megapixels=round(decoded.megapixels, 6),
+                         seconds=round(time.perf_counter() - t0, 3),
+                         warnings=decoded.warnings + notes)
+            fmt = job.format or decoded.format
+            writing.append((i, pool.submit(encode, job.dst, out, decoded, fmt, opts.quality),
+                            entry))
+            while len(writing) > 1:  # at most one file waits to be written
+                finish(*writing[0])
+                writing.pop(0)
+            if report.stopped:
+                break
+    except KeyboardInterrupt:
+        report.interrupted = True
+    finally:
+        if reading is not None:
+            reading.cancel()
+        while writing:  # files already stylized are finished, even after Ctrl-C
+            finish(*writing[0])
+            writing.pop(0)
+        pool.shutdown(wait=True, cancel_futures=True)
+    report.pending = [str(job.src) for i, job in enumerate(todo) if i not in done]

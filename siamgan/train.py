@@ -1,0 +1,329 @@
+"""Training the Siamese GAN through the Combo model: config, one step, the loop."""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from . import losses
+from .data import CropConfig, CropSampler, load_collection
+from .images import image_grid, to_pixels
+from .models import DiscriminatorConfig, GeneratorConfig, PatchGenerator, SiameseDiscriminator
+from .runs import (
+    StatsLog,
+    deferred_interrupt,
+    load_checkpoint,
+    plot_losses,
+    rng_state,
+    save_checkpoint,
+    save_image,
+    set_rng_state,
+    write_json,
+)
+from .stylize import resolve_device
+from .tiling import combo, tiled_apply
+from .weights_io import save_weights, user_styles_dir
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN/Inf; the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run; written to ``runs/NAME/config.json``.
+
+    The seed article's objective is ``recipe="seed"`` (see :meth:`seed_recipe`):
+    ‖D(B)‖² + max(0, m − ‖D(AB)‖)² + λ·T for D and ‖D(AB)‖² + λ·T for G.
+    The default recipe adds what stabilised training here: spectral norm in D,
+    TraVeLGAN's MSE on the transformation vectors, a scalar hinge critic, an
+    identity term on paintings, and an exponential moving average of G.
+    """
+
+    tile_size: int = 64
+    batch_size: int = 16
+    steps: int = 20000
+    lr_g: float = 1e-4
+    lr_d: float = 1e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    margin: float = 1.0
+    cosine_weight: float = 10.0
+    mse_weight: float = 1.0
+    critic_weight: float = 1.0
+    identity_weight: float = 1.0
+    ema_decay: float = 0.999
+    combo: bool = True
+    min_crop_scale: float = 0.5
+    max_image_side: int = 512
+    holdout_every: int = 0
+    seed: int = 0
+    sample_every: int = 500
+    checkpoint_every: int = 500
+    device: str = "auto"
+    recipe: str = "default"
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.generator, dict):
+            self.generator = GeneratorConfig(**self.generator)
+        if isinstance(self.discriminator, dict):
+            self.discriminator = DiscriminatorConfig(**self.discriminator)
+        if self.tile_size < 8 or self.tile_size % 4:
+            raise ValueError("tile_size must be a multiple of 4, at least 8")
+        if self.batch_size < 2:
+            raise ValueError("batch_size must be ≥ 2 (A crops are paired within the batch)")
+        if self.steps < 1 or self.sample_every < 1 or self.checkpoint_every < 1:
+            raise ValueError("steps, sample_every and checkpoint_every must be ≥ 1")
+        if self.critic_weight > 0 and not self.discriminator.critic:
+            raise ValueError("critic_weight > 0 needs discriminator.critic = True")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError("ema_decay must be in [0, 1)")
+
+    @property
+    def crop_size(self) -> int:
+        return 2 * self.tile_size
+
+    @classmethod
+    def seed_recipe(cls, **overrides) -> TrainConfig:
+        """The seed article's objective and nothing else."""
+        base = dict(mse_weight=0.0, critic_weight=0.0, identity_weight=0.0, ema_decay=0.0,
+                    recipe="seed",
+                    discriminator=DiscriminatorConfig(spectral_norm=False, critic=False))
+        return cls(**{**base, **overrides})
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass
+class Models:
+    """The networks and optimisers of a run (``generator``/``discriminator`` may be DDP-wrapped)."""
+
+    generator: nn.Module
+    discriminator: nn.Module
+    ema: nn.Module
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    """The bare model inside a DistributedDataParallel wrapper (or the model itself)."""
+    return getattr(module, "module", module)
+
+
+def build_models(cfg: TrainConfig, device: torch.device) -> Models:
+    torch.manual_seed(cfg.seed)
+    gen = PatchGenerator(cfg.generator).to(device)
+    disc = SiameseDiscriminator(cfg.discriminator).to(device)
+    ema = copy.deepcopy(gen).eval().requires_grad_(False)
+    betas = (cfg.beta1, cfg.beta2)
+    return Models(gen, disc, ema,
+                  torch.optim.Adam(gen.parameters(), cfg.lr_g, betas=betas),
+                  torch.optim.Adam(disc.parameters(), cfg.lr_d, betas=betas))
+
+
+def translate(gen: nn.Module, crops: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
+    """G through the Combo model (default) or, for the ablation, on whole crops."""
+    return combo(gen, crops, cfg.tile_size) if cfg.combo else gen(crops)
+
+
+def train_step(m: Models, a: torch.Tensor, b: torch.Tensor, cfg: TrainConfig,
+               step: int = 0) -> dict[str, float]:
+    """One discriminator update then one generator update; returns the loss terms."""
+    n = a.shape[0]
+    # Discriminator: B near the origin, AB beyond the margin, T for content.
+    with torch.no_grad():
+        ab = translate(m.generator, a, cfg)
+    vec, score = m.discriminator(torch.cat([a, ab, b]))
+    va, vab, vb = vec.split(n)
+    d_real, d_fake = losses.squared_norm(vb), losses.margin_loss(vab, cfg.margin)
+    d_cos = losses.transformation_cosine(va, vab)
+    loss_d = d_real + d_fake + cfg.cosine_weight * d_cos
+    if cfg.mse_weight:
+        loss_d = loss_d + cfg.mse_weight * losses.transformation_mse(va, vab)
+    if cfg.critic_weight:
+        s_a, s_ab, s_b = score.split(n)
+        loss_d = loss_d + cfg.critic_weight * losses.hinge_d(s_b, s_ab)
+    m.opt_d.zero_grad(set_to_none=True)
+    loss_d.backward()
+    m.opt_d.step()
+
+    # Generator: pull AB to the origin, keep transformation vectors. D is used
+    # unwrapped and frozen so no gradient (or DDP reduction) is spent on it.
+    disc = unwrap(m.discriminator).requires_grad_(False)
+    x = torch.cat([a, b]) if cfg.identity_weight else a
+    out = translate(m.generator, x, cfg)
+    ab = out[:n]
+    with torch.no_grad():
+        va = disc(a)[0]
+    vab, s_ab = disc(ab)
+    g_adv, g_cos = losses.squared_norm(vab), losses.transformation_cosine(va, vab)
+    loss_g = g_adv + cfg.cosine_weight * g_cos
+    stats = {"loss_d": loss_d.item(), "d_real": d_real.item(), "d_fake": d_fake.item(),
+             "cos_d": d_cos.item(), "g_adv": g_adv.item(), "cos_g": g_cos.item(),
+             "norm_b": vb.detach().norm(dim=1).mean().item(),
+             "norm_ab": vab.detach().norm(dim=1).mean().item()}
+    if cfg.mse_weight:
+        g_mse = losses.transformation_mse(va, vab)
+        loss_g = loss_g + cfg.mse_weight * g_mse
+        stats["mse_g"] = g_mse.item()
+    if cfg.critic_weight:
+        g_crit = losses.hinge_g(s_ab)
+        loss_g = loss_g + cfg.critic_weight * g_crit
+        stats["critic_g"] = g_crit.item()
+    if cfg.identity_weight:
+        g_id = losses.identity_l1(out[n:], b)
+        loss_g = loss_g + cfg.identity_weight * g_id
+        stats["identity"] = g_id.item()
+    m.opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    m.opt_g.step()
+    disc.requires_grad_(True)
+    # Ramp the EMA up so early weights do not linger for thousands of steps.
+    update_ema(m.ema, unwrap(m.generator), min(cfg.ema_decay, (1 + step) / (10 + step)))
+    stats["loss_g"] = loss_g.item()
+    return stats
+
+
+@torch.no_grad()
+def update_ema(ema: nn.Module, gen: nn.Module, decay: float) -> None:
+    """ema ← decay·ema + (1 − decay)·gen; decay 0 copies the generator."""
+    for e, p in zip(ema.parameters(), gen.parameters()):
+        e.lerp_(p, 1.0 - decay)
+    for e, p in zip(ema.buffers(), gen.buffers()):
+        e.copy_(p)
+
+
+def style_config(cfg: TrainConfig, name: str, step: int, a_dir: str, b_dir: str,
+                 counts: tuple[int, int]) -> dict:
+    """The JSON config exported next to a style's weights."""
+    return {
+        "kind": "style", "name": name, "tile_size": cfg.tile_size,
+        "generator": asdict(cfg.generator),
+        "description": f"{Path(a_dir).name} → {Path(b_dir).name}, {step} steps",
+        "training": {"a": str(a_dir), "b": str(b_dir), "images_a": counts[0],
+                     "images_b": counts[1], "steps": step, "config": asdict(cfg)},
+    }
+
+
+def _sample_sheet(ema: nn.Module, fixed: torch.Tensor, whole: np.ndarray,
+                  cfg: TrainConfig, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    ema.eval()
+    with torch.no_grad():
+        out = translate(ema, fixed.to(device), cfg).cpu()
+        fn = lambda t: ema(t.to(device)).float().cpu()  # noqa: E731
+        whole_out = tiled_apply(whole, fn, cfg.tile_size)
+    pairs = [img for pair in zip(to_pixels(fixed), to_pixels(out)) for img in pair]
+    return image_grid(pairs, columns=4), np.concatenate([whole, whole_out], axis=1)
+
+
+def train(cfg: TrainConfig, a_dir: str | Path, b_dir: str | Path, name: str,
+          runs_dir: str | Path = "runs", resume: bool = False,
+          export: bool = True, progress: bool = True) -> Path:
+    """Train a style from folder ``a_dir`` (photos) to ``b_dir`` (paintings).
+
+    Writes ``runs_dir/name/`` and returns the exported ``.safetensors`` path.
+    Ctrl-C finishes the current step, saves a checkpoint and raises
+    KeyboardInterrupt (a second Ctrl-C stops at once); a NaN/Inf loss raises
+    :class:`TrainingDiverged` and keeps the last good checkpoint.
+    """
+    run = Path(runs_dir) / name
+    device = resolve_device(cfg.device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+    images_a = load_collection(a_dir, cfg.max_image_side, cfg.crop_size, desc="domain A",
+                               holdout_every=cfg.holdout_every, progress=progress)
+    images_b = load_collection(b_dir, cfg.max_image_side, cfg.crop_size, desc="domain B",
+                               progress=progress)
+    crop = CropConfig(cfg.crop_size, cfg.min_crop_scale)
+    sampler_a = CropSampler(images_a, crop, cfg.seed * 2 + 1)
+    sampler_b = CropSampler(images_b, crop, cfg.seed * 2 + 2)
+    fixed = CropSampler(images_a, CropConfig(cfg.crop_size, 1.0, False), 12345).sample(8)
+    whole = images_a[0]
+
+    m = build_models(cfg, device)
+    step = 0
+    stats_log = StatsLog(run)
+    if resume:
+        state = load_checkpoint(run)
+        cfg = TrainConfig.from_dict({**state["config"], "steps": cfg.steps, "device": cfg.device})
+        for key, mod in (("generator", m.generator), ("discriminator", m.discriminator),
+                         ("ema", m.ema), ("opt_g", m.opt_g), ("opt_d", m.opt_d)):
+            unwrap(mod).load_state_dict(state[key])
+        step = int(state["step"])
+        sampler_a.set_state(state["sampler_a"])
+        sampler_b.set_state(state["sampler_b"])
+        set_rng_state(state["rng"])
+        stats_log.truncate_after(step)
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "samples").mkdir(exist_ok=True)
+    write_json(run / "config.json", {"name": name, "a": str(a_dir), "b": str(b_dir),
+                                     **asdict(cfg)})
+    counts = (len(images_a), len(images_b))
+
+    def checkpoint() -> None:
+        save_checkpoint(run, {
+            "step": step, "config": asdict(cfg),
+            "generator": unwrap(m.generator).state_dict(),
+            "discriminator": unwrap(m.discriminator).state_dict(),
+            "ema": m.ema.state_dict(), "opt_g": m.opt_g.state_dict(),
+            "opt_d": m.opt_d.state_dict(), "sampler_a": sampler_a.state(),
+            "sampler_b": sampler_b.state(), "rng": rng_state()})
+        save_weights(run / f"{name}.safetensors", m.ema.state_dict(),
+                     style_config(cfg, name, step, str(a_dir), str(b_dir), counts))
+
+    bar = tqdm(total=cfg.steps, initial=step, desc=f"train {name}", unit="step",
+               disable=not progress, dynamic_ncols=True)
+    try:
+        with deferred_interrupt() as interrupt:
+            while step < cfg.steps:
+                t0 = time.perf_counter()
+                a = sampler_a.sample(cfg.batch_size, device)
+                b = sampler_b.sample(cfg.batch_size, device)
+                t1 = time.perf_counter()
+                stats = train_step(m, a, b, cfg, step)
+                if not all(math.isfinite(v) for v in stats.values()):
+                    bad = {k: v for k, v in stats.items() if not math.isfinite(v)}
+                    raise TrainingDiverged(f"non-finite loss at step {step + 1}: {bad}; "
+                                           f"the last good checkpoint in {run} is kept")
+                step += 1
+                t2 = time.perf_counter()
+                stats_log.append({"step": step, **{k: round(v, 5) for k, v in stats.items()},
+                                  "data_s": round(t1 - t0, 4), "step_s": round(t2 - t0, 4)})
+                bar.update(1)
+                bar.set_postfix(d=f"{stats['loss_d']:.3f}", g=f"{stats['loss_g']:.3f}",
+                                T=f"{stats['cos_g']:.3f}", refresh=False)
+                if step % cfg.sample_every == 0 or step == cfg.steps:
+                    sheet, whole_sheet = _sample_sheet(m.ema, fixed, whole, cfg, device)
+                    save_image(run / "samples" / f"{step:08d}.png", sheet)
+                    save_image(run / "samples" / f"{step:08d}_whole.png", whole_sheet)
+                    plot_losses(stats_log.read(), ["loss_d", "loss_g", "cos_g", "norm_ab"],
+                                run / "losses.png")
+                if step % cfg.checkpoint_every == 0 or step == cfg.steps or interrupt["requested"]:
+                    checkpoint()
+                if interrupt["requested"]:
+                    raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        bar.close()
+        raise
+    bar.close()
+    weights = run / f"{name}.safetensors"
+    if export:
+        tensors_cfg = style_config(cfg, name, step, str(a_dir), str(b_dir), counts)
+        return save_weights(user_styles_dir() / f"{name}.safetensors", m.ema.state_dict(),
+                            tensors_cfg)
+    return weights
