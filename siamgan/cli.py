@@ -10,9 +10,10 @@ from pathlib import Path
 import typer
 from tqdm import tqdm
 
-from .convert import ConvertError, ConvertOptions, convert, expand_inputs
+from .convert import ConvertError, ConvertOptions, convert, expand_inputs, parse_shard
 from .data import DataError
 from .dcgan.cli import dcgan_app
+from .distributed import is_main
 from .imagefiles import DEFAULT_MAX_PIXELS
 from .models import DiscriminatorConfig, GeneratorConfig
 from .stylize import Stylizer, TileConfig
@@ -65,6 +66,9 @@ def stylize(
                                      help="Write the summary (converted, skipped, failed "
                                           "with reasons) to this JSON file."),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    shard: str = typer.Option(None, "--shard", metavar="K/N",
+                              help="Convert only shard K of N (a fixed 1/N of the files), so "
+                                   "N workers or a job array share one library."),
 ) -> None:
     """Stylize photos with a trained style, at their full resolution.
 
@@ -82,7 +86,8 @@ def stylize(
     try:
         options = ConvertOptions(out_format, quality, overwrite, max_pixels,
                                  TileConfig(tile, overlap, scale, batch_size),
-                                 progress=True, log=lambda line: tqdm.write(line, file=sys.stderr))
+                                 progress=True, log=lambda line: tqdm.write(line, file=sys.stderr),
+                                 shard=None if shard is None else parse_shard(shard))
         expand_inputs(inputs)  # usage errors before the style is loaded
         stylizer = Stylizer.from_style(str(weights or style), device)
         report = convert(stylizer, inputs, output, options)
@@ -140,11 +145,15 @@ def train_cmd(
                   sample_every=sample_every, checkpoint_every=checkpoint_every, seed=seed,
                   holdout_every=holdout_every, min_crop_scale=min_crop_scale,
                   device=device, generator=GeneratorConfig(channels, res_blocks, norm))
+    # As deep as the crop allows: each stride-2 layer halves it, and a 4×4 kernel needs ≥ 2 px.
+    d_layers = min(DiscriminatorConfig.layers, (2 * tile).bit_length() - 1)
     try:
         if recipe == "seed":
-            cfg = TrainConfig.seed_recipe(**common, **overrides)
+            cfg = TrainConfig.seed_recipe(**common, **overrides, discriminator=DiscriminatorConfig(
+                layers=d_layers, spectral_norm=False, critic=False))
         elif recipe == "default":
-            cfg = TrainConfig(**common, **overrides, discriminator=DiscriminatorConfig())
+            cfg = TrainConfig(**common, **overrides,
+                              discriminator=DiscriminatorConfig(layers=d_layers))
         else:
             fail(f"unknown recipe {recipe!r} (default or seed)", 2)
     except ValueError as e:
@@ -162,7 +171,8 @@ def train_cmd(
         typer.echo(f"\ninterrupted: checkpoint saved in {runs_dir / name}; "
                    "continue with --resume", err=True)
         raise typer.Exit(130) from None
-    typer.echo(f"style {name!r} exported to {path}")
+    if is_main():  # under torchrun, one line, not one per process
+        typer.echo(f"style {name!r} exported to {path}")
 
 
 @app.command(name="eval")

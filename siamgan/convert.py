@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import errno
 import glob
+import hashlib
 import os
 import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import numpy as np
 import torch
@@ -57,6 +58,7 @@ class ConvertOptions:
     tiling: TileConfig | None = None
     progress: bool = False  # a tqdm bar over files
     log: Callable[[str], None] | None = None  # receives "failed: …"/"warning: …" lines
+    shard: tuple[int, int] | None = None  # (K, N): convert only shard K of N (see shard())
 
     def __post_init__(self) -> None:
         if self.output_format is not None and self.output_format not in WRITE_FORMATS:
@@ -65,6 +67,8 @@ class ConvertOptions:
             raise ConvertError("--quality must be between 1 and 100")
         if self.max_pixels < 1:
             raise ConvertError("--max-pixels must be ≥ 1")
+        if self.shard is not None and not 1 <= self.shard[0] <= self.shard[1]:
+            raise ConvertError("--shard K/N needs 1 ≤ K ≤ N")
 
 
 @dataclass
@@ -259,6 +263,30 @@ def _conflicts(jobs: list[Job], forced: str | None) -> dict[int, str]:
     return conflicts
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"K/N"`` → ``(K, N)`` with 1 ≤ K ≤ N, or :class:`ConvertError`."""
+    k, sep, n = text.partition("/")
+    if not (sep and k.strip().isdigit() and n.strip().isdigit()
+            and 1 <= int(k) <= int(n)):
+        raise ConvertError(f"--shard {text!r}: expected K/N with 1 ≤ K ≤ N, e.g. 2/8")
+    return int(k), int(n)
+
+
+def shard_of(relative_output: PurePath, n: int) -> int:
+    """The shard (1…n) that converts this output path, given relative to the output folder.
+
+    A hash of the path alone: the same on every machine, and a file keeps its
+    shard when others are added to the library.
+    """
+    digest = hashlib.sha256(relative_output.as_posix().encode()).digest()
+    return int.from_bytes(digest[:8], "big") % n + 1
+
+
+def shard(jobs: Sequence[Job], root: Path, k: int, n: int) -> list[Job]:
+    """The jobs of shard ``k`` of ``n``: every job is in exactly one of the n shards."""
+    return [job for job in jobs if shard_of(job.dst.relative_to(root), n) == k]
+
+
 def check_writable(folder: Path) -> None:
     """Create ``folder`` and a temp file in it, or raise :class:`ConvertError`."""
     try:
@@ -312,15 +340,21 @@ def convert(stylizer: Stylizer, inputs: Sequence[str | Path], output: str | Path
 
     Raises :class:`ConvertError` before any work for usage errors. Ctrl-C
     finishes the files already stylized, discards the current one and returns
-    a report with ``interrupted`` set; rerunning skips what was written.
+    a report with ``interrupted`` set; rerunning skips what was written. With
+    ``options.shard`` (K, N) only the files of shard K are looked at (:func:`shard`).
     """
     opts = options or ConvertOptions()
     output = Path(output).expanduser()
     the_plan = plan(expand_inputs(inputs), output, opts.output_format)
     report = ConvertReport(ignored=[str(p) for p in the_plan.ignored])
     todo: list[Job] = []
+    k, n = opts.shard or (1, 1)
+    total = 0  # files of this shard: all of them without --shard
     for i, job in enumerate(the_plan.jobs):
         entry = {"input": str(job.src), "output": str(job.dst)}
+        if shard_of(job.dst.relative_to(the_plan.root), n) != k:
+            continue  # another worker's file
+        total += 1
         if i in the_plan.conflicts:
             _fail(report, opts, entry, the_plan.conflicts[i])
         elif job.dst.is_dir():
@@ -331,9 +365,9 @@ def convert(stylizer: Stylizer, inputs: Sequence[str | Path], output: str | Path
             todo.append(job)
     if todo:
         check_writable(the_plan.root)
-    bar = tqdm(total=len(the_plan.jobs), unit="file", desc="stylize",
+    bar = tqdm(total=total, unit="file", desc="stylize",
                disable=not opts.progress, dynamic_ncols=True)
-    bar.update(len(the_plan.jobs) - len(todo))
+    bar.update(total - len(todo))
     start = time.perf_counter()
     with pixel_limit(opts.max_pixels):
         _run(stylizer, todo, opts, report, bar, start)

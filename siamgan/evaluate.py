@@ -77,8 +77,15 @@ def evaluate(stylizer: Stylizer, photos_dir: str | Path, paintings_dir: str | Pa
 def seam_scores(stylizer: Stylizer, photos: list[np.ndarray], cfg: EvalConfig,
                 tiling: TileConfig) -> dict:
     """Seam score of large stylized photos, with the resized inputs as a control."""
-    period = round((tiling.tile_size or stylizer.tile_size) / tiling.scale)
+    exact = (tiling.tile_size or stylizer.tile_size) / tiling.scale
+    period = round(exact)
     inputs, outputs = [], []
+    if photos and (period != exact or period % 8 or period < 16):
+        # seam_score folds whole periods of a multiple of 8 px: a tile that lands on
+        # another pitch (tile 8, --scale 0.75, …) cannot be scored this way.
+        return {"size": f"{cfg.seam_width}x{cfg.seam_height}", "period": exact,
+                "input": [], "stylized": [], "max": None,
+                "skipped": f"tile period {exact:g} px is not a multiple of 8 px ≥ 16"}
     for p in tqdm(photos, desc="seams", unit="img", leave=False):
         big = resize(p, cfg.seam_width, cfg.seam_height)
         inputs.append(seam_score(big, period)["score"])
@@ -103,6 +110,8 @@ def format_table(result: dict) -> str:
     lines += ["", f"content SSIM (4× down): stylized {ssim['stylized']:.3f}, "
                   f"colour transfer {ssim['colour_transfer']:.3f}"]
     seams = result["seams"]
+    if seams.get("skipped"):
+        lines.append(f"seam score skipped: {seams['skipped']}")
     if seams["stylized"]:
         lines.append(f"seam score at {seams['size']} (period {seams['period']}): stylized "
                      + ", ".join(f"{s:.2f}" for s in seams["stylized"])

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from . import losses
+from . import distributed, losses
 from .data import CropConfig, CropSampler, load_collection
 from .images import image_grid, to_pixels
 from .models import DiscriminatorConfig, GeneratorConfig, PatchGenerator, SiameseDiscriminator
@@ -28,7 +28,6 @@ from .runs import (
     set_rng_state,
     write_json,
 )
-from .stylize import resolve_device
 from .tiling import combo, tiled_apply
 from .weights_io import save_weights, user_styles_dir
 
@@ -86,6 +85,10 @@ class TrainConfig:
             raise ValueError("steps, sample_every and checkpoint_every must be ≥ 1")
         if self.critic_weight > 0 and not self.discriminator.critic:
             raise ValueError("critic_weight > 0 needs discriminator.critic = True")
+        if self.crop_size < 2 ** self.discriminator.layers:
+            raise ValueError(
+                f"tile_size {self.tile_size} is too small for a {self.discriminator.layers}-layer "
+                f"discriminator: it needs tile_size ≥ {2 ** (self.discriminator.layers - 1)}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError("ema_decay must be in [0, 1)")
 
@@ -153,7 +156,7 @@ def train_step(m: Models, a: torch.Tensor, b: torch.Tensor, cfg: TrainConfig,
     loss_d = d_real + d_fake + cfg.cosine_weight * d_cos
     if cfg.mse_weight:
         loss_d = loss_d + cfg.mse_weight * losses.transformation_mse(va, vab)
-    if cfg.critic_weight:
+    if score is not None:  # even at weight 0: DDP needs every parameter in the graph
         s_a, s_ab, s_b = score.split(n)
         loss_d = loss_d + cfg.critic_weight * losses.hinge_d(s_b, s_ab)
     m.opt_d.zero_grad(set_to_none=True)
@@ -161,7 +164,8 @@ def train_step(m: Models, a: torch.Tensor, b: torch.Tensor, cfg: TrainConfig,
     m.opt_d.step()
 
     # Generator: pull AB to the origin, keep transformation vectors. D is used
-    # unwrapped and frozen so no gradient (or DDP reduction) is spent on it.
+    # unwrapped and frozen so no gradient (or DDP reduction) is spent on it;
+    # G's first call above ran under no_grad, so DDP expects this one backward only.
     disc = unwrap(m.discriminator).requires_grad_(False)
     x = torch.cat([a, b]) if cfg.identity_weight else a
     out = translate(m.generator, x, cfg)
@@ -238,9 +242,20 @@ def train(cfg: TrainConfig, a_dir: str | Path, b_dir: str | Path, name: str,
     Ctrl-C finishes the current step, saves a checkpoint and raises
     KeyboardInterrupt (a second Ctrl-C stops at once); a NaN/Inf loss raises
     :class:`TrainingDiverged` and keeps the last good checkpoint.
+
+    Under ``torchrun`` every process trains on its own crops (``batch_size``
+    each) with gradients averaged by DDP, and rank 0 alone writes the run folder
+    and the export (``docs/distributed.md``).
     """
-    run = Path(runs_dir) / name
-    device = resolve_device(cfg.device)
+    with distributed.session(cfg.device) as device:
+        return _train(cfg, a_dir, b_dir, name, Path(runs_dir) / name, resume, export,
+                      progress, device)
+
+
+def _train(cfg: TrainConfig, a_dir: str | Path, b_dir: str | Path, name: str, run: Path,
+           resume: bool, export: bool, progress: bool, device: torch.device) -> Path:
+    rank, main = distributed.rank(), distributed.is_main()
+    progress = progress and main
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -268,23 +283,40 @@ def train(cfg: TrainConfig, a_dir: str | Path, b_dir: str | Path, name: str,
         sampler_a.set_state(state["sampler_a"])
         sampler_b.set_state(state["sampler_b"])
         set_rng_state(state["rng"])
-        stats_log.truncate_after(step)
-    run.mkdir(parents=True, exist_ok=True)
-    (run / "samples").mkdir(exist_ok=True)
-    write_json(run / "config.json", {"name": name, "a": str(a_dir), "b": str(b_dir),
-                                     **asdict(cfg)})
+        if main:
+            stats_log.truncate_after(step)
+    if distributed.world_size() > 1:
+        # Every rank draws its own crops. A resume reseeds them from (seed, rank,
+        # step): fresh crops, the same for the same checkpoint and process count.
+        sampler_a = CropSampler(images_a, crop,
+                                distributed.stream_seed(cfg.seed * 2 + 1, rank, step))
+        sampler_b = CropSampler(images_b, crop,
+                                distributed.stream_seed(cfg.seed * 2 + 2, rank, step))
+        torch.manual_seed(distributed.stream_seed(cfg.seed, rank, step))
+        # No SyncBatchNorm: D has no batch norm (spectral norm only, its Siamese
+        # vectors are per sample) and G normalises per pixel (or per sample), so
+        # no layer mixes the samples of a batch. The EMA stays unwrapped: every
+        # rank updates it from the same averaged weights.
+        m.generator = distributed.wrap_ddp(m.generator, device)
+        m.discriminator = distributed.wrap_ddp(m.discriminator, device)
+    if main:
+        (run / "samples").mkdir(parents=True, exist_ok=True)
+        write_json(run / "config.json", {"name": name, "a": str(a_dir), "b": str(b_dir),
+                                         **asdict(cfg)})
     counts = (len(images_a), len(images_b))
 
     def checkpoint() -> None:
-        save_checkpoint(run, {
-            "step": step, "config": asdict(cfg),
-            "generator": unwrap(m.generator).state_dict(),
-            "discriminator": unwrap(m.discriminator).state_dict(),
-            "ema": m.ema.state_dict(), "opt_g": m.opt_g.state_dict(),
-            "opt_d": m.opt_d.state_dict(), "sampler_a": sampler_a.state(),
-            "sampler_b": sampler_b.state(), "rng": rng_state()})
-        save_weights(run / f"{name}.safetensors", m.ema.state_dict(),
-                     style_config(cfg, name, step, str(a_dir), str(b_dir), counts))
+        if main:
+            save_checkpoint(run, {
+                "step": step, "config": asdict(cfg),
+                "generator": unwrap(m.generator).state_dict(),
+                "discriminator": unwrap(m.discriminator).state_dict(),
+                "ema": m.ema.state_dict(), "opt_g": m.opt_g.state_dict(),
+                "opt_d": m.opt_d.state_dict(), "sampler_a": sampler_a.state(),
+                "sampler_b": sampler_b.state(), "rng": rng_state()})
+            save_weights(run / f"{name}.safetensors", m.ema.state_dict(),
+                         style_config(cfg, name, step, str(a_dir), str(b_dir), counts))
+        distributed.barrier()  # no rank goes on before the checkpoint is complete
 
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {name}", unit="step",
                disable=not progress, dynamic_ncols=True)
@@ -296,23 +328,29 @@ def train(cfg: TrainConfig, a_dir: str | Path, b_dir: str | Path, name: str,
                 b = sampler_b.sample(cfg.batch_size, device)
                 t1 = time.perf_counter()
                 stats = train_step(m, a, b, cfg, step)
+                # Logged losses are means over all ranks, so every rank agrees on NaNs.
+                stats = dict(zip(stats, distributed.average(list(stats.values()), device)))
                 if not all(math.isfinite(v) for v in stats.values()):
                     bad = {k: v for k, v in stats.items() if not math.isfinite(v)}
                     raise TrainingDiverged(f"non-finite loss at step {step + 1}: {bad}; "
                                            f"the last good checkpoint in {run} is kept")
                 step += 1
                 t2 = time.perf_counter()
-                stats_log.append({"step": step, **{k: round(v, 5) for k, v in stats.items()},
-                                  "data_s": round(t1 - t0, 4), "step_s": round(t2 - t0, 4)})
+                if main:
+                    stats_log.append({"step": step,
+                                      **{k: round(v, 5) for k, v in stats.items()},
+                                      "data_s": round(t1 - t0, 4), "step_s": round(t2 - t0, 4)})
                 bar.update(1)
                 bar.set_postfix(d=f"{stats['loss_d']:.3f}", g=f"{stats['loss_g']:.3f}",
                                 T=f"{stats['cos_g']:.3f}", refresh=False)
-                if step % cfg.sample_every == 0 or step == cfg.steps:
+                if main and (step % cfg.sample_every == 0 or step == cfg.steps):
                     sheet, whole_sheet = _sample_sheet(m.ema, fixed, whole, cfg, device)
                     save_image(run / "samples" / f"{step:08d}.png", sheet)
                     save_image(run / "samples" / f"{step:08d}_whole.png", whole_sheet)
                     plot_losses(stats_log.read(), ["loss_d", "loss_g", "cos_g", "norm_ab"],
                                 run / "losses.png")
+                # One Ctrl-C seen by any rank stops them all after the same step.
+                interrupt["requested"] = distributed.any_rank(interrupt["requested"], device)
                 if step % cfg.checkpoint_every == 0 or step == cfg.steps or interrupt["requested"]:
                     checkpoint()
                 if interrupt["requested"]:
@@ -323,7 +361,9 @@ def train(cfg: TrainConfig, a_dir: str | Path, b_dir: str | Path, name: str,
     bar.close()
     weights = run / f"{name}.safetensors"
     if export:
-        tensors_cfg = style_config(cfg, name, step, str(a_dir), str(b_dir), counts)
-        return save_weights(user_styles_dir() / f"{name}.safetensors", m.ema.state_dict(),
-                            tensors_cfg)
+        weights = user_styles_dir() / f"{name}.safetensors"
+        if main:
+            save_weights(weights, m.ema.state_dict(),
+                         style_config(cfg, name, step, str(a_dir), str(b_dir), counts))
+        distributed.barrier()
     return weights

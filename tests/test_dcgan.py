@@ -150,6 +150,16 @@ def test_train_smoke_on_folder(tmp_path):
     assert cfg["training"]["images"] == 8 and cfg["model"]["ngf"] == 8
 
 
+def test_max_steps_stops_mid_run_and_exports(tmp_path):
+    data = _faces(tmp_path / "faces")
+    out = T.train_dcgan(_cfg(epochs=3, max_steps=3), data, "stop", tmp_path / "runs",
+                        progress=False)
+    run = tmp_path / "runs" / "stop"
+    rows = [json.loads(ln) for ln in (run / "stats.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3]  # 2 steps per epoch: stopped inside epoch 2
+    assert out.is_file() and load_checkpoint(run)["step"] == 3
+
+
 def test_train_smoke_on_tar_gz_with_wgan_gp(tmp_path):
     faces = _faces(tmp_path / "faces")
     archive = tmp_path / "faces.tar.gz"

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from ..data import DataError
+from ..distributed import is_main
 from ..images import image_grid
 from ..runs import save_image, write_json
 from ..train import TrainingDiverged
@@ -78,6 +79,9 @@ def train_cmd(
     ndf: int = typer.Option(64, "--ndf", min=1, help="Discriminator width."),
     flip: bool = typer.Option(True, "--flip/--no-flip", help="Mirror half the real faces."),
     limit: int = typer.Option(None, "--limit", min=2, help="Use only the first N images."),
+    max_steps: int = typer.Option(0, "--max-steps", min=0,
+                                  help="Stop after this many steps (0: run all epochs); "
+                                       "learning-rate and noise schedules still follow --epochs."),
     sample_every: int = typer.Option(1, "--sample-every", min=1,
                                      help="Epochs between fixed-noise sample sheets."),
     checkpoint_every: int = typer.Option(1, "--checkpoint-every", min=1,
@@ -100,6 +104,7 @@ def train_cmd(
             lr_decay_factor=lr_decay_factor, smooth=smooth, smooth_end=smooth_end,
             label_smoothing=label_smoothing, label_noise=label_noise,
             instance_noise=instance_noise, gp_lambda=gp_lambda, flip=flip, limit=limit,
+            max_steps=max_steps,
             seed=seed, device=device, sample_every=sample_every,
             checkpoint_every=checkpoint_every, model=model)
     except ValueError as e:
@@ -117,7 +122,8 @@ def train_cmd(
         typer.echo(f"\ninterrupted: checkpoint saved in {runs_dir / name}; "
                    "continue with --resume", err=True)
         raise typer.Exit(130) from None
-    typer.echo(f"generator exported to {path}")
+    if is_main():  # under torchrun, one line, not one per process
+        typer.echo(f"generator exported to {path}")
 
 
 @dcgan_app.command(name="sample")

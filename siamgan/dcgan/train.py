@@ -15,8 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 from tqdm import tqdm
 
+from .. import distributed
 from ..data import DataError, load_collection
 from ..images import image_grid, to_model_range
 from ..runs import (
@@ -29,8 +31,7 @@ from ..runs import (
     set_rng_state,
     write_json,
 )
-from ..stylize import resolve_device
-from ..train import TrainingDiverged
+from ..train import TrainingDiverged, unwrap
 from ..weights_io import save_weights
 from . import losses
 from .models import DCGANConfig, Discriminator, Generator
@@ -75,6 +76,7 @@ class DCGANTrainConfig:
     gp_lambda: float = 10.0
     flip: bool = True
     limit: int | None = None
+    max_steps: int = 0  # stop (as if interrupted) after this step; schedules still follow epochs
     seed: int = 0
     device: str = "auto"
     sample_every: int = 1
@@ -131,10 +133,10 @@ def load_faces(source: str | Path, image_size: int, limit: int | None = None,
 
 @dataclass
 class Models:
-    """The two networks of a run and their optimisers."""
+    """The two networks of a run and their optimisers (the networks may be DDP-wrapped)."""
 
-    generator: Generator
-    discriminator: Discriminator
+    generator: nn.Module
+    discriminator: nn.Module
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer
 
@@ -194,15 +196,17 @@ def train_step(m: Models, real: torch.Tensor, cfg: DCGANTrainConfig,
     stats.update(loss_d=loss_d.detach(), d_x=squash(d_real.detach()).mean(),
                  d_gz=squash(d_fake.detach()).mean())
 
-    m.discriminator.requires_grad_(False)  # G's step needs no gradient for D's weights
+    # G's step needs no gradient for D's weights: D runs unwrapped and frozen, so
+    # DDP waits for no reduction of D's gradients in this backward pass.
+    disc = unwrap(m.discriminator).requires_grad_(False)
     for _ in range(cfg.g_steps):
         fake = m.generator(torch.randn(n, nz, device=device))
-        score = m.discriminator(_noisy(fake, noise_std))
+        score = disc(_noisy(fake, noise_std))
         loss_g = losses.wgan_g_loss(score) if wgan else losses.bce_g_loss(score)
         m.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         m.opt_g.step()
-    m.discriminator.requires_grad_(True)
+    disc.requires_grad_(True)
     spread = fake.detach().flatten(1).std(0).mean() / x.flatten(1).std(0).mean().clamp_min(1e-6)
     stats.update(loss_g=loss_g.detach(), diversity=spread)
     return stats
@@ -263,6 +267,10 @@ def _setup_cuda(device: torch.device) -> None:
         torch.backends.cudnn.benchmark = True
 
 
+class _StopEarly(Exception):
+    """Raised inside the loop when ``max_steps`` is reached."""
+
+
 def train_dcgan(cfg: DCGANTrainConfig, data: str | Path, name: str,
                 runs_dir: str | Path = "runs", resume: bool = False,
                 progress: bool = True) -> Path:
@@ -271,6 +279,8 @@ def train_dcgan(cfg: DCGANTrainConfig, data: str | Path, name: str,
     With ``resume`` the run continues from ``runs_dir/name/checkpoint.pt`` up to
     ``cfg.epochs`` (its other settings come from the checkpoint). Ctrl-C saves a
     checkpoint and re-raises; a NaN/Inf loss raises :class:`TrainingDiverged`.
+    Under ``torchrun`` each process takes its share of every epoch's shuffle
+    (``batch_size`` per process) and rank 0 alone writes (``docs/distributed.md``).
     """
     run = Path(runs_dir) / name
     state = None
@@ -278,18 +288,25 @@ def train_dcgan(cfg: DCGANTrainConfig, data: str | Path, name: str,
         state = load_checkpoint(run)
         cfg = DCGANTrainConfig.from_dict({**state["config"], "epochs": cfg.epochs,
                                           "device": cfg.device})
-    device = resolve_device(cfg.device)
+    with distributed.session(cfg.device) as device:
+        return _train_dcgan(cfg, data, name, run, state, progress, device)
+
+
+def _train_dcgan(cfg: DCGANTrainConfig, data: str | Path, name: str, run: Path,
+                 state: dict | None, progress: bool, device: torch.device) -> Path:
+    rank, world, main = distributed.rank(), distributed.world_size(), distributed.is_main()
+    progress = progress and main
     _setup_cuda(device)
     faces = load_faces(data, cfg.model.image_size, cfg.limit, progress)
-    per_step = cfg.batch_size * cfg.d_steps
-    steps_per_epoch = len(faces) // per_step
+    per_step = cfg.batch_size * cfg.d_steps  # real images one step takes, on each rank
+    steps_per_epoch = len(faces) // (per_step * world)
     if steps_per_epoch < 1:
         raise DataError(f"{data}: {len(faces)} images, but one step needs "
-                        f"{per_step} (batch × d_steps)")
+                        f"{per_step * world} (batch × d_steps × processes)")
     pixels = torch.from_numpy(faces).to(device)  # uint8 on the device: batches never wait
 
     m = build_models(cfg, device)
-    shuffler = np.random.default_rng(cfg.seed)
+    shuffler = np.random.default_rng(cfg.seed)  # the same on every rank: one shuffle per epoch
     fixed_z = torch.randn(cfg.n_samples, cfg.model.nz,
                           generator=torch.Generator().manual_seed(cfg.seed + 1))
     epoch = step = batch_in_epoch = 0
@@ -302,12 +319,29 @@ def train_dcgan(cfg: DCGANTrainConfig, data: str | Path, name: str,
         batch_in_epoch = int(state["batch_in_epoch"])
         shuffler.bit_generator.state = state["shuffler"]
         set_rng_state(state["rng"])
-        stats_log.truncate_after(step)
-    (run / "samples").mkdir(parents=True, exist_ok=True)
-    write_json(run / "config.json", {"name": name, "data": str(data), "images": len(faces),
-                                     "steps_per_epoch": steps_per_epoch, **asdict(cfg)})
+        if main:
+            stats_log.truncate_after(step)
+    if world > 1:
+        # Noise, flips and label noise differ per rank; a resume reseeds them from
+        # (seed, rank, step). The epoch's shuffle and position are restored exactly.
+        torch.manual_seed(distributed.stream_seed(cfg.seed, rank, step))
+        # Batch norm stays per rank, no SyncBatchNorm: D sees real and fake batches
+        # in separate passes by design, each rank normalises over its own batch
+        # exactly as one process does at that batch size, and SyncBatchNorm
+        # needs a GPU. Buffers are copied from rank 0 once, not before every
+        # pass: D runs two or three times before one backward pass, and that
+        # in-place copy of the running statistics breaks its backward pass on CUDA
+        # (pytorch/pytorch#22095, #175024). Running statistics are then each
+        # rank's own average over its batches; rank 0's are saved.
+        m.generator = distributed.wrap_ddp(m.generator, device, sync_buffers=False)
+        m.discriminator = distributed.wrap_ddp(m.discriminator, device, sync_buffers=False)
     columns = grid_columns(cfg.n_samples)
-    save_image(run / "reals.png", image_grid(list(faces[:cfg.n_samples]), columns))
+    if main:
+        (run / "samples").mkdir(parents=True, exist_ok=True)
+        write_json(run / "config.json", {"name": name, "data": str(data), "images": len(faces),
+                                         "steps_per_epoch": steps_per_epoch, "processes": world,
+                                         **asdict(cfg)})
+        save_image(run / "reals.png", image_grid(list(faces[:cfg.n_samples]), columns))
     total = cfg.epochs * steps_per_epoch
     monitor = HealthMonitor(cfg, start=min(steps_per_epoch, 500))
     weights = run / f"{name}.safetensors"
@@ -315,16 +349,22 @@ def train_dcgan(cfg: DCGANTrainConfig, data: str | Path, name: str,
     epoch_start, step_rng = shuffler.bit_generator.state, rng_state()
 
     def checkpoint() -> None:
+        """Rank 0 saves; the others have nothing to add (their RNGs are reseeded)."""
+        if not main:
+            return
         save_checkpoint(run, {
             "epoch": epoch, "step": step, "batch_in_epoch": batch_in_epoch,
-            "config": asdict(cfg), "generator": m.generator.state_dict(),
-            "discriminator": m.discriminator.state_dict(), "opt_g": m.opt_g.state_dict(),
-            "opt_d": m.opt_d.state_dict(), "shuffler": epoch_start, "rng": step_rng})
-        save_weights(weights, m.generator.state_dict(),
+            "config": asdict(cfg), "generator": unwrap(m.generator).state_dict(),
+            "discriminator": unwrap(m.discriminator).state_dict(),
+            "opt_g": m.opt_g.state_dict(), "opt_d": m.opt_d.state_dict(),
+            "shuffler": epoch_start, "rng": step_rng})
+        save_weights(weights, unwrap(m.generator).state_dict(),
                      export_config(cfg, name, str(data), len(faces), epoch, step))
 
     def snapshot(sheet: str) -> None:
-        grid = image_grid(list(generate(m.generator, fixed_z)), columns)
+        if not main:
+            return
+        grid = image_grid(list(generate(unwrap(m.generator), fixed_z)), columns)
         save_image(run / "samples" / sheet, grid)
         plot_losses(stats_log.read(), ["loss_d", "loss_g", "d_x", "d_gz"], run / "losses.png")
 
@@ -338,7 +378,8 @@ def train_dcgan(cfg: DCGANTrainConfig, data: str | Path, name: str,
                        dynamic_ncols=True)
             while batch_in_epoch < steps_per_epoch:
                 step_rng = rng_state()
-                idx = order[batch_in_epoch * per_step:(batch_in_epoch + 1) * per_step]
+                start = (batch_in_epoch * world + rank) * per_step  # this rank's share
+                idx = order[start:start + per_step]
                 real = to_model_range(pixels[idx])
                 if cfg.flip:  # mirror half the faces: more variety for free
                     mirror = torch.rand(len(real), 1, 1, 1, device=device) < 0.5
@@ -349,15 +390,21 @@ def train_dcgan(cfg: DCGANTrainConfig, data: str | Path, name: str,
                         group["lr"] = lr * scale
                 noise_std = cfg.instance_noise * (1.0 - step / total)
                 tensors = train_step(m, real, cfg, noise_std)
-                stats = dict(zip(tensors, torch.stack(list(tensors.values())).tolist()))
+                values = torch.stack(list(tensors.values())).tolist()
+                # Means over all ranks, so every rank agrees on NaNs.
+                stats = dict(zip(tensors, distributed.average(values, device)))
                 if not all(math.isfinite(v) for v in stats.values()):
                     raise TrainingDiverged(f"non-finite loss at step {step + 1}: {stats}; "
                                            f"the last good checkpoint in {run} is kept")
                 step += 1
                 batch_in_epoch += 1
-                stats_log.append({"step": step, "epoch": epoch + 1, "lr_scale": round(scale, 6),
-                                  **{k: round(v, 5) for k, v in stats.items()}})
-                monitor.update(step, stats)
+                if main:
+                    stats_log.append({"step": step, "epoch": epoch + 1,
+                                      "lr_scale": round(scale, 6),
+                                      **{k: round(v, 5) for k, v in stats.items()}})
+                    monitor.update(step, stats)
+                if cfg.max_steps and step >= cfg.max_steps:
+                    raise _StopEarly
                 bar.update(1)
                 bar.set_postfix(d=f"{stats['loss_d']:.3f}", g=f"{stats['loss_g']:.3f}",
                                 dx=f"{stats['d_x']:.2f}", dgz=f"{stats['d_gz']:.2f}",
@@ -369,6 +416,14 @@ def train_dcgan(cfg: DCGANTrainConfig, data: str | Path, name: str,
                 snapshot(f"epoch_{epoch:04d}.png")
             if epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs:
                 checkpoint()
+                distributed.barrier()  # no rank goes on before the checkpoint is complete
+    except _StopEarly:
+        bar.close()
+        epoch_start, step_rng = shuffler.bit_generator.state, rng_state()
+        checkpoint()
+        snapshot(f"step_{step:08d}.png")
+        distributed.barrier()
+        return weights
     except KeyboardInterrupt:
         if bar is not None:
             bar.close()
@@ -376,6 +431,7 @@ def train_dcgan(cfg: DCGANTrainConfig, data: str | Path, name: str,
         if step:
             snapshot(f"step_{step:08d}.png")  # sorts after every epoch_*.png
         raise
-    if not weights.is_file():  # resumed a run that had already finished
+    if main and not weights.is_file():  # resumed a run that had already finished
         checkpoint()
+    distributed.barrier()
     return weights

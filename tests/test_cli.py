@@ -1,0 +1,211 @@
+"""The command line end to end through typer's runner: train → styles → stylize → eval."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from siamgan.cli import app
+from siamgan.evaluate import EvalConfig, evaluate
+from siamgan.stylize import Stylizer, TileConfig
+
+T = importlib.import_module("siamgan.train")  # the package also exports `train`
+
+# The smallest run the CLI's default discriminator (5 stride-2 layers) accepts: 32-px crops.
+TINY = ["--tile", "16", "--batch", "2", "--steps", "2", "--channels", "4", "--res-blocks", "1",
+        "--sample-every", "1", "--checkpoint-every", "1", "--device", "cpu"]
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One intra-op thread: on a busy 2-core machine two threads spin-wait on each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def cli(*args: str):
+    return CliRunner().invoke(app, list(args))
+
+
+def folder(path: Path, n: int, seed: int, size: tuple[int, int]) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(path / f"{i}.png")
+    return path
+
+
+@pytest.fixture()
+def home(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("SIAMGAN_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+def test_train_styles_stylize_eval(tmp_path, home):
+    a = folder(tmp_path / "a", 3, seed=1, size=(64, 72))
+    b = folder(tmp_path / "b", 4, seed=2, size=(64, 80))
+    runs = tmp_path / "runs"
+
+    r = cli("train", "--a", str(a), "--b", str(b), "--name", "tiny", "--runs-dir", str(runs),
+            *TINY)
+    assert r.exit_code == 0, r.output
+    exported = home / "styles" / "tiny.safetensors"
+    assert "exported" in r.stdout and str(exported) in r.stdout
+    assert exported.is_file() and (runs / "tiny" / "checkpoint.pt").is_file()
+    assert len((runs / "tiny" / "stats.jsonl").read_text().splitlines()) == 2
+    assert json.loads((runs / "tiny" / "config.json").read_text())["tile_size"] == 16
+
+    r = cli("styles")
+    assert r.exit_code == 0, r.output
+    line = next(ln for ln in r.stdout.splitlines() if ln.startswith("tiny "))
+    assert "tile 16" in line and str(exported) in line
+
+    photo = tmp_path / "photo.png"
+    pixels = np.random.default_rng(3).integers(0, 256, (37, 45, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(photo)
+    out = tmp_path / "out.png"
+    r = cli("stylize", str(photo), "-o", str(out), "--style", "tiny", "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    with Image.open(out) as im:
+        assert im.size == (45, 37)
+        assert not np.array_equal(np.asarray(im.convert("RGB")), pixels)
+
+    # The same style through --weights, with overlap and scale.
+    out2 = tmp_path / "out2.png"
+    r = cli("stylize", str(photo), "-o", str(out2), "--weights", str(exported),
+            "--overlap", "4", "--scale", "0.5", "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    with Image.open(out2) as im:
+        assert im.size == (45, 37)
+
+    report = tmp_path / "eval.json"
+    r = cli("eval", "--photos", str(a), "--paintings", str(b), "--style", "tiny",
+            "--seam-photos", "0", "--holdout-every", "0", "--device", "cpu",
+            "--json", str(report))
+    assert r.exit_code == 0, r.output
+    assert "SWD" in r.stdout and "SSIM" in r.stdout
+    assert "3 held-out photos, 4 paintings, tile 16" in r.stdout
+    result = json.loads(report.read_text())
+    assert result["photos"] == 3 and result["paintings"] == 4 and result["style"] == "tiny"
+    assert result["swd"]["stylized"]["mean"] >= 0
+
+
+def test_eval_with_seams_at_any_scale(tmp_path):
+    """`siamgan eval --scale F` must score (or skip, saying why) the seams, not fail."""
+    photos = folder(tmp_path / "a", 2, seed=1, size=(64, 64))
+    paintings = folder(tmp_path / "b", 4, seed=2, size=(64, 64))
+    cfg = EvalConfig(holdout_every=0, seam_photos=1, seam_width=128, seam_height=64)
+    result = evaluate(Stylizer(torch.nn.Identity(), 16), photos, paintings, cfg,
+                      TileConfig(scale=0.75))
+    assert result["swd"]["stylized"]["mean"] >= 0
+    assert result["seams"]["stylized"] or result["seams"].get("skipped")
+
+
+def test_train_resume_continues_from_the_checkpoint(tmp_path, home, monkeypatch):
+    a = folder(tmp_path / "a", 3, seed=1, size=(40, 50))
+    b = folder(tmp_path / "b", 3, seed=2, size=(40, 50))
+    args = ["train", "--a", str(a), "--b", str(b), "--name", "r", "--runs-dir",
+            str(tmp_path / "runs"), *TINY, "--sample-every", "100"]
+    assert cli(*args).exit_code == 0
+    calls: list[int] = []
+    real_step = T.train_step
+
+    def counting_step(m, a, b, cfg, step=0):
+        calls.append(step)
+        return real_step(m, a, b, cfg, step)
+
+    monkeypatch.setattr(T, "train_step", counting_step)
+    r = cli(*args, "--steps", "3", "--resume")  # the last --steps wins
+    assert r.exit_code == 0, r.output
+    assert calls == [2]
+    rows = (tmp_path / "runs" / "r" / "stats.jsonl").read_text().splitlines()
+    assert [json.loads(x)["step"] for x in rows] == [1, 2, 3]
+
+
+def test_smallest_allowed_tile_trains_or_is_refused_cleanly(tmp_path, home):
+    a = folder(tmp_path / "a", 3, seed=1, size=(40, 50))
+    b = folder(tmp_path / "b", 3, seed=2, size=(40, 50))
+    r = cli("train", "--a", str(a), "--b", str(b), "--name", "t8", "--runs-dir",
+            str(tmp_path / "runs"), *TINY, "--tile", "8")  # the last --tile wins
+    assert r.exit_code in (0, 2), r.output
+    if r.exit_code == 2:
+        assert "tile" in r.output
+
+
+def test_dry_run_prints_the_resolved_config_and_trains_nothing(tmp_path):
+    r = cli("train", "--a", str(tmp_path / "nope"), "--b", str(tmp_path / "nope"),
+            "--name", "dry", "--runs-dir", str(tmp_path / "runs"), "--tile", "32",
+            "--batch", "3", "--steps", "7", "--channels", "8", "--res-blocks", "2",
+            "--lambda", "5", "--margin", "2.5", "--no-combo", "--holdout-every", "4",
+            "--device", "cpu", "--dry-run")
+    assert r.exit_code == 0, r.output
+    cfg = json.loads(r.stdout)
+    assert cfg["tile_size"] == 32 and cfg["batch_size"] == 3 and cfg["steps"] == 7
+    assert cfg["cosine_weight"] == 5 and cfg["margin"] == 2.5
+    assert cfg["combo"] is False and cfg["holdout_every"] == 4 and cfg["device"] == "cpu"
+    assert cfg["generator"] == {"channels": 8, "res_blocks": 2, "norm": "pixel"}
+    assert cfg["recipe"] == "default" and cfg["discriminator"]["critic"] is True
+    assert not (tmp_path / "runs").exists()
+
+
+def test_dry_run_seed_recipe_drops_the_extras(tmp_path):
+    r = cli("train", "--a", "x", "--b", "y", "--name", "dry", "--recipe", "seed", "--dry-run")
+    assert r.exit_code == 0, r.output
+    cfg = json.loads(r.stdout)
+    assert cfg["recipe"] == "seed"
+    assert cfg["mse_weight"] == cfg["critic_weight"] == cfg["identity_weight"] == 0
+    assert cfg["discriminator"]["spectral_norm"] is False
+    assert cfg["discriminator"]["critic"] is False
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--a", "A", "--b", "B", "--name", "n", "--runs-dir", "RUNS",
+      "--recipe", "bogus"], "unknown recipe"),
+    (["train", "--a", "A", "--b", "B", "--name", "n", "--runs-dir", "RUNS", "--tile", "10"],
+     "multiple of 4"),
+    (["train", "--a", "MISSING", "--b", "B", "--name", "n", "--runs-dir", "RUNS",
+      "--device", "cpu"], "no such file"),
+    (["stylize", "IMG", "-o", "OUT", "--style", "x", "--weights", "W"], "exactly one of"),
+    (["stylize", "IMG", "-o", "OUT"], "exactly one of"),
+    (["eval", "--photos", "A", "--paintings", "B", "--style", "x", "--weights", "W"],
+     "exactly one of"),
+    (["stylize", "IMG", "-o", "OUT", "--style", "no-such-style"], "not found"),
+])
+def test_usage_errors_exit_2(tmp_path, home, args, message):
+    a = folder(tmp_path / "a", 2, seed=1, size=(8, 8))
+    img = a / "0.png"
+    subst = {"A": str(a), "B": str(a), "MISSING": str(tmp_path / "missing"), "IMG": str(img),
+             "OUT": str(tmp_path / "out.png"), "W": str(tmp_path / "w.safetensors"),
+             "RUNS": str(tmp_path / "runs")}
+    r = cli(*[subst.get(x, x) for x in args])
+    assert r.exit_code == 2, r.output
+    assert message in r.output
+    assert not (tmp_path / "out.png").exists() and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("command, options", [
+    ([], ["stylize", "train", "eval", "styles", "dcgan"]),
+    (["stylize"], ["--output", "--style", "--weights", "--tile", "--scale", "--overlap",
+                   "--device"]),
+    (["train"], ["--a", "--b", "--name", "--steps", "--tile", "--batch", "--recipe",
+                 "--resume", "--dry-run", "--device", "--no-combo", "--holdout-every"]),
+    (["eval"], ["--photos", "--paintings", "--style", "--weights", "--holdout-every",
+                "--seam-photos"]),
+    (["styles"], ["List the styles"]),
+    (["dcgan"], ["train", "sample", "eval"]),
+])
+def test_help_of_every_command(command, options):
+    r = cli(*command, "--help")
+    assert r.exit_code == 0, r.output
+    assert "Usage" in r.output
+    for option in options:
+        assert option in r.output, option

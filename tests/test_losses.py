@@ -1,0 +1,208 @@
+"""Loss terms against hand-computed values, and gradients reaching G from each of its terms."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from siamgan import losses
+from siamgan.models import DiscriminatorConfig, GeneratorConfig
+from siamgan.train import TrainConfig, build_models, train_step, translate
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One intra-op thread: on a busy 2-core machine two threads spin-wait on each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def t(*rows) -> torch.Tensor:
+    return torch.tensor(rows, dtype=torch.float32)
+
+
+# ----------------------------------------------------------------- values
+
+
+def test_squared_norm_is_mean_of_squared_lengths():
+    assert losses.squared_norm(t([3.0, 4.0], [1.0, 0.0])).item() == pytest.approx((25 + 1) / 2)
+    assert losses.squared_norm(torch.zeros(4, 8)).item() == 0.0
+
+
+@pytest.mark.parametrize("length", [1.0, 1.5, 2.0, 3.0, 10.0])
+def test_margin_loss_is_zero_at_and_beyond_the_margin(length):
+    vec = t([length * 0.6, length * 0.8])  # ‖v‖ = length
+    assert losses.margin_loss(vec, margin=1.0).item() == pytest.approx(0.0, abs=1e-7)
+
+
+@pytest.mark.parametrize("length", [0.0, 0.25, 0.5, 0.9])
+def test_margin_loss_inside_the_margin_is_squared_shortfall(length):
+    vec = t([0.0, length, 0.0])
+    assert losses.margin_loss(vec, margin=1.0).item() == pytest.approx((1 - length) ** 2)
+
+
+def test_margin_loss_averages_over_the_batch():
+    vec = t([3.0, 4.0], [1.0, 0.0], [0.0, 0.0])  # lengths 5, 1, 0 against m = 2
+    assert losses.margin_loss(vec, margin=2.0).item() == pytest.approx((0 + 1 + 4) / 3)
+
+
+def test_pair_vectors_subtract_the_previous_sample():
+    vec = t([1.0, 2.0], [4.0, 6.0], [0.0, 1.0])
+    expected = t([1.0 - 0.0, 2.0 - 1.0], [4.0 - 1.0, 6.0 - 2.0], [0.0 - 4.0, 1.0 - 6.0])
+    torch.testing.assert_close(losses.pair_vectors(vec), expected)
+
+
+VA = t([1.0, 0.0, 2.0], [0.0, 3.0, -1.0], [2.0, 1.0, 1.0], [-1.0, 0.5, 0.0])
+
+
+@pytest.mark.parametrize("scale", [0.5, 1.0, 3.0])
+def test_transformation_cosine_zero_for_parallel_vectors(scale):
+    # Scaling and shifting every latent keeps each pair vector's direction.
+    vab = scale * VA + t([5.0, -2.0, 7.0])
+    assert losses.transformation_cosine(VA, vab).item() == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("scale", [0.5, 1.0, 3.0])
+def test_transformation_cosine_two_for_opposite_vectors(scale):
+    vab = -scale * VA + t([1.0, 1.0, 1.0])
+    assert losses.transformation_cosine(VA, vab).item() == pytest.approx(2.0, abs=1e-6)
+
+
+def test_transformation_cosine_one_for_orthogonal_vectors():
+    va = t([0.0, 0.0], [1.0, 0.0])  # pair vectors ±(1, 0)
+    vab = t([0.0, 0.0], [0.0, 2.0])  # pair vectors ±(0, 2)
+    assert losses.transformation_cosine(va, vab).item() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_transformation_cosine_hand_value():
+    va = t([0.0, 0.0], [1.0, 0.0])  # pair vectors (-1, 0), (1, 0)
+    vab = t([0.0, 0.0], [1.0, 1.0])  # pair vectors (-1, -1), (1, 1): 45°
+    assert losses.transformation_cosine(va, vab).item() == pytest.approx(1 - math.sqrt(0.5))
+
+
+def test_transformation_mse_hand_value():
+    va = t([0.0, 0.0], [1.0, 2.0])  # pair vectors (-1, -2), (1, 2)
+    vab = t([0.0, 0.0], [0.0, 0.0])  # pair vectors 0
+    assert losses.transformation_mse(va, vab).item() == pytest.approx(5.0)
+    vab = va + 3.0  # same pair vectors: length and direction kept
+    assert losses.transformation_mse(va, vab).item() == pytest.approx(0.0, abs=1e-6)
+    vab = 2 * va  # pair vectors doubled: (1, 2) off by (1, 2) → 5 each
+    assert losses.transformation_mse(va, vab).item() == pytest.approx(5.0)
+
+
+def test_hinge_values():
+    real = torch.tensor([2.0, 0.5])
+    fake = torch.tensor([-2.0, 0.0])
+    # relu(1 − real) = [0, 0.5] → 0.25; relu(1 + fake) = [0, 1] → 0.5
+    assert losses.hinge_d(real, fake).item() == pytest.approx(0.75)
+    assert losses.hinge_d(torch.tensor([1.0, 3.0]), torch.tensor([-1.0, -4.0])).item() == 0.0
+    assert losses.hinge_g(torch.tensor([1.0, 3.0])).item() == pytest.approx(-2.0)
+
+
+def test_identity_l1_hand_value():
+    a = torch.zeros(1, 3, 2, 2)
+    b = a.clone()
+    b[0, 0, 0, 0], b[0, 2, 1, 1] = 1.2, -0.6
+    assert losses.identity_l1(b, a).item() == pytest.approx((1.2 + 0.6) / 12)
+    assert losses.identity_l1(a, a).item() == 0.0
+
+
+# ----------------------------------------------------------------- gradients and steps
+
+
+def tiny(recipe: str = "default", **kw) -> TrainConfig:
+    common = dict(tile_size=8, batch_size=2, generator=GeneratorConfig(4, 1), device="cpu",
+                  **kw)
+    if recipe == "seed":
+        return TrainConfig.seed_recipe(
+            discriminator=DiscriminatorConfig(latent_dim=8, channels=4, layers=2,
+                                              spectral_norm=False, critic=False), **common)
+    return TrainConfig(discriminator=DiscriminatorConfig(latent_dim=8, channels=4, layers=2),
+                       **common)
+
+
+def batch(cfg: TrainConfig, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(cfg.batch_size, 3, cfg.crop_size, cfg.crop_size, generator=g) * 2 - 1
+
+
+def generator_grads(m, loss: torch.Tensor) -> list[torch.Tensor]:
+    return list(torch.autograd.grad(loss, list(m.generator.parameters()), allow_unused=True))
+
+
+def grad_norm(grads: list[torch.Tensor | None]) -> float:
+    return math.sqrt(sum(float(g.pow(2).sum()) for g in grads if g is not None))
+
+
+@pytest.mark.parametrize("recipe", ["default", "seed"])
+@pytest.mark.parametrize("combo", [True, False])
+def test_generator_gets_gradients_from_each_of_its_terms(recipe, combo):
+    cfg = tiny(recipe, combo=combo)
+    m = build_models(cfg, torch.device("cpu"))
+    a = batch(cfg, 1)
+    ab = translate(m.generator, a, cfg)
+    vab, _ = m.discriminator(ab)
+    va = m.discriminator(a)[0].detach()
+    adv = generator_grads(m, losses.squared_norm(vab))
+    vab, _ = m.discriminator(translate(m.generator, a, cfg))
+    cos = generator_grads(m, losses.transformation_cosine(va, vab))
+    for grads in (adv, cos):
+        assert all(g is not None and torch.isfinite(g).all() for g in grads)
+        assert grad_norm(grads) > 0
+        # Both ends of G are reached, not only the output layer.
+        assert grads[0].abs().sum() > 0 and grads[-2].abs().sum() > 0
+    # Two different terms: their gradients point in different directions.
+    flat_adv = torch.cat([g.flatten() for g in adv])
+    flat_cos = torch.cat([g.flatten() for g in cos])
+    assert torch.cosine_similarity(flat_adv, flat_cos, dim=0).abs() < 0.999
+
+
+def test_default_recipe_extra_terms_reach_the_generator():
+    cfg = tiny()
+    m = build_models(cfg, torch.device("cpu"))
+    a, b = batch(cfg, 1), batch(cfg, 2)
+    va = m.discriminator(a)[0].detach()
+    vab, score = m.discriminator(translate(m.generator, a, cfg))
+    assert grad_norm(generator_grads(m, losses.transformation_mse(va, vab))) > 0
+    vab, score = m.discriminator(translate(m.generator, a, cfg))
+    assert grad_norm(generator_grads(m, losses.hinge_g(score))) > 0
+    out = translate(m.generator, b, cfg)
+    assert grad_norm(generator_grads(m, losses.identity_l1(out, b))) > 0
+
+
+@pytest.mark.parametrize("recipe", ["default", "seed"])
+def test_one_train_step_updates_both_networks_with_finite_stats(recipe):
+    cfg = tiny(recipe)
+    m = build_models(cfg, torch.device("cpu"))
+    g_before = [p.detach().clone() for p in m.generator.parameters()]
+    d_before = [p.detach().clone() for p in m.discriminator.parameters()]
+    stats = train_step(m, batch(cfg, 1), batch(cfg, 2), cfg)
+    assert all(math.isfinite(v) for v in stats.values())
+    base = {"loss_d", "d_real", "d_fake", "cos_d", "g_adv", "cos_g", "norm_b", "norm_ab",
+            "loss_g"}
+    extra = {"mse_g", "critic_g", "identity"}
+    if recipe == "seed":
+        assert set(stats) == base
+        assert cfg.recipe == "seed" and not cfg.discriminator.critic
+    else:
+        assert set(stats) == base | extra
+    assert 0 <= stats["cos_g"] <= 2 and 0 <= stats["cos_d"] <= 2
+    assert stats["d_real"] >= 0 and stats["d_fake"] >= 0
+    assert any(not torch.equal(p, q) for p, q in zip(m.generator.parameters(), g_before))
+    assert any(not torch.equal(p, q) for p, q in zip(m.discriminator.parameters(), d_before))
+    # train_step leaves D trainable again after freezing it for G's update.
+    assert all(p.requires_grad for p in m.discriminator.parameters())
+
+
+def test_seed_recipe_loss_d_is_the_papers_sum():
+    cfg = tiny("seed")
+    m = build_models(cfg, torch.device("cpu"))
+    stats = train_step(m, batch(cfg, 1), batch(cfg, 2), cfg)
+    expected = stats["d_real"] + stats["d_fake"] + cfg.cosine_weight * stats["cos_d"]
+    assert stats["loss_d"] == pytest.approx(expected, rel=1e-5)
+    expected_g = stats["g_adv"] + cfg.cosine_weight * stats["cos_g"]
+    assert stats["loss_g"] == pytest.approx(expected_g, rel=1e-5)

@@ -1,0 +1,172 @@
+"""A few training steps on tiny synthetic folders: files written, resume, export, ablations."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from siamgan.data import load_collection
+from siamgan.models import DiscriminatorConfig, GeneratorConfig
+from siamgan.runs import load_checkpoint
+from siamgan.stylize import Stylizer
+from siamgan.weights_io import list_styles, load_weights, user_styles_dir
+
+T = importlib.import_module("siamgan.train")  # the package also exports a `train` function
+
+LOSS_KEYS = ("loss_d", "loss_g", "d_real", "d_fake", "cos_d", "g_adv", "cos_g")
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One intra-op thread: on a busy 2-core machine two threads spin-wait on each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("SIAMGAN_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+def folder(path: Path, n: int, seed: int, size: tuple[int, int] = (40, 50)) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(path / f"{i}.png")
+    return path
+
+
+def tiny(steps: int = 3, **kw) -> T.TrainConfig:
+    kw = {"sample_every": 2, "checkpoint_every": 1, **kw}
+    return T.TrainConfig(tile_size=8, batch_size=2, steps=steps, device="cpu",
+                         generator=GeneratorConfig(4, 1),
+                         discriminator=DiscriminatorConfig(latent_dim=8, channels=4, layers=2),
+                         **kw)
+
+
+def stats(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+
+
+def fit(tmp_path: Path, cfg: T.TrainConfig, name: str = "tiny", **kw) -> Path:
+    a = folder(tmp_path / "a", 3, seed=1)
+    b = folder(tmp_path / "b", 3, seed=2)
+    return T.train(cfg, a, b, name, tmp_path / "runs", progress=False, **kw)
+
+
+def test_a_few_steps_write_the_run_folder_then_resume_continues(tmp_path, home, monkeypatch):
+    exported = fit(tmp_path, tiny(steps=3))
+    run = tmp_path / "runs" / "tiny"
+    for name in ("checkpoint.pt", "config.json", "stats.jsonl", "losses.png"):
+        assert (run / name).is_file(), name
+    samples = sorted(p.name for p in (run / "samples").glob("*.png"))
+    # sample_every 2 over 3 steps: step 2, and the last step.
+    assert samples == ["00000002.png", "00000002_whole.png", "00000003.png", "00000003_whole.png"]
+    with Image.open(run / "samples" / "00000003_whole.png") as im:
+        assert im.size == (2 * 50, 40)  # the whole test image beside its stylized version
+    rows = stats(run)
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert all(math.isfinite(r[k]) for r in rows for k in LOSS_KEYS)
+    config = json.loads((run / "config.json").read_text())
+    assert config["tile_size"] == 8 and config["steps"] == 3 and config["name"] == "tiny"
+    assert load_checkpoint(run)["step"] == 3
+    assert exported == user_styles_dir() / "tiny.safetensors" and exported.is_file()
+    assert str(home) in str(exported)
+
+    before = rows
+    calls: list[int] = []
+    real_step = T.train_step
+
+    def counting_step(m, a, b, cfg, step=0):
+        calls.append(step)
+        return real_step(m, a, b, cfg, step)
+
+    monkeypatch.setattr(T, "train_step", counting_step)
+    fit(tmp_path, tiny(steps=5), resume=True)
+    assert calls == [3, 4]  # only the missing steps ran, from the saved step on
+    rows = stats(run)
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5]  # continued, no duplicates
+    assert rows[:3] == before
+    assert all(math.isfinite(r[k]) for r in rows for k in LOSS_KEYS)
+    assert load_checkpoint(run)["step"] == 5
+    _, style_cfg = load_weights(user_styles_dir() / "tiny.safetensors")
+    assert style_cfg["training"]["steps"] == 5
+
+
+def test_resume_after_stats_past_the_checkpoint_truncates_them(tmp_path):
+    """Lines logged after the last checkpoint (a crash) are replaced, not duplicated."""
+    fit(tmp_path, tiny(steps=2, sample_every=100), export=False)
+    run = tmp_path / "runs" / "tiny"
+    assert load_checkpoint(run)["step"] == 2
+    # Pretend the run died after logging step 3 but before checkpointing it.
+    with open(run / "stats.jsonl", "a") as f:
+        f.write(json.dumps({"step": 3, "loss_d": 123.0}) + "\n")
+    fit(tmp_path, tiny(steps=3, sample_every=100), resume=True, export=False)
+    rows = stats(run)
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert rows[2]["loss_d"] != 123.0 and math.isfinite(rows[2]["loss_d"])
+
+
+def test_exported_style_loads_by_name_and_stylizes_odd_sizes(tmp_path):
+    fit(tmp_path, tiny(steps=2))
+    assert [s["name"] for s in list_styles() if s["name"] == "tiny"] == ["tiny"]
+    stylizer = Stylizer.from_style("tiny", device="cpu")
+    assert stylizer.tile_size == 8
+    assert stylizer.config["training"]["images_a"] == 3
+    photo = np.random.default_rng(0).integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    out = stylizer.stylize(Image.fromarray(photo))
+    assert out.size == (53, 37) and out.mode == "RGB"
+    arr = np.asarray(out)
+    assert not np.array_equal(arr, photo)  # a generator, not a copy
+    again = np.asarray(Stylizer.from_style("tiny", device="cpu").stylize(Image.fromarray(photo)))
+    np.testing.assert_array_equal(arr, again)  # loading and stylizing are deterministic
+
+
+@pytest.mark.parametrize("recipe", ["no-combo", "seed"])
+def test_ablations_train_too(tmp_path, recipe):
+    if recipe == "seed":
+        cfg = T.TrainConfig.seed_recipe(
+            tile_size=8, batch_size=2, steps=2, device="cpu", generator=GeneratorConfig(4, 1),
+            discriminator=DiscriminatorConfig(latent_dim=8, channels=4, layers=2,
+                                              spectral_norm=False, critic=False))
+    else:
+        cfg = tiny(steps=2, combo=False)
+    fit(tmp_path, cfg, export=False)
+    run = tmp_path / "runs" / "tiny"
+    rows = stats(run)
+    assert [r["step"] for r in rows] == [1, 2]
+    assert all(math.isfinite(r[k]) for r in rows for k in LOSS_KEYS)
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["combo"] is (recipe != "no-combo")
+    assert saved["recipe"] == ("seed" if recipe == "seed" else "default")
+    if recipe == "seed":
+        assert not {"mse_g", "critic_g", "identity"} & set(rows[0])
+
+
+def test_holdout_every_leaves_files_out_of_training(tmp_path):
+    a = tmp_path / "a"
+    a.mkdir()
+    colours = [10, 70, 130, 190]
+    for i, c in enumerate(colours):
+        Image.fromarray(np.full((40, 50, 3), c, np.uint8)).save(a / f"{i}.png")
+    used = load_collection(a, holdout_every=2, progress=False)
+    assert [int(img[0, 0, 0]) for img in used] == [10, 130]  # files 1 and 3 held out
+    assert len(load_collection(a, holdout_every=0, progress=False)) == 4
+
+    b = folder(tmp_path / "b", 3, seed=2)
+    T.train(tiny(steps=1, holdout_every=2), a, b, "held", tmp_path / "runs", progress=False)
+    style = Stylizer.from_style("held", device="cpu")
+    assert style.config["training"]["images_a"] == 2
+    assert style.config["training"]["images_b"] == 3
+    assert json.loads((tmp_path / "runs" / "held" / "config.json").read_text())[
+        "holdout_every"] == 2
