@@ -66,6 +66,9 @@ def stylize(
                                      help="Write the summary (converted, skipped, failed "
                                           "with reasons) to this JSON file."),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    precision: str = typer.Option("float32", "--precision",
+                                  help="float32, or bfloat16: faster on CPUs with bf16 "
+                                       "instructions, within a few levels of float32."),
     shard: str = typer.Option(None, "--shard", metavar="K/N",
                               help="Convert only shard K of N (a fixed 1/N of the files), so "
                                    "N workers or a job array share one library."),
@@ -89,7 +92,7 @@ def stylize(
                                  progress=True, log=lambda line: tqdm.write(line, file=sys.stderr),
                                  shard=None if shard is None else parse_shard(shard))
         expand_inputs(inputs)  # usage errors before the style is loaded
-        stylizer = Stylizer.from_style(str(weights or style), device)
+        stylizer = Stylizer.from_style(str(weights or style), device, precision)
         report = convert(stylizer, inputs, output, options)
     except (WeightsError, ConvertError, ValueError) as e:
         fail(str(e), 2)

@@ -161,7 +161,11 @@ def plot_losses(rows: list[dict], keys: list[str], path: str | Path,
     for k in keys:
         v = np.array([r.get(k, math.nan) for r in rows], dtype=float)
         if len(v) >= smooth:
-            v = np.convolve(v, np.ones(smooth) / smooth, mode="same")
+            # Trailing mean over the last `smooth` steps (a centred "same" convolution
+            # would pull both ends of every curve towards zero).
+            c = np.concatenate([[0.0], np.cumsum(v)])
+            n = np.minimum(np.arange(1, len(v) + 1), smooth)
+            v = (c[1:] - c[np.arange(1, len(v) + 1) - n]) / n
         series[k] = v
     finite = np.concatenate([v[np.isfinite(v)] for v in series.values()] or [np.zeros(1)])
     if len(steps) < 2 or finite.size == 0:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,9 @@ from .images import resize
 from .models import GeneratorConfig, PatchGenerator
 from .tiling import tiled_apply
 from .weights_io import WeightsError, check_state, find_style, load_weights
+
+PRECISIONS = ("float32", "bfloat16")
+"""How the generator's arithmetic runs: ``bfloat16`` is autocast, weights stay float32."""
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -52,19 +56,39 @@ class TileConfig:
 class Stylizer:
     """Stylize images with one generator.
 
+    ``precision`` ``"bfloat16"`` runs the convolutions under bf16 autocast:
+    about 1.6× faster than float32 on CPUs with AVX-512 BF16 or AMX, and
+    within a few uint8 levels of the float32 output (``docs/performance.md``
+    has the measured error). ``channels_last`` (on by default) stores
+    activations NHWC, the layout oneDNN's convolutions run fastest in; it
+    changes no result beyond float rounding. ``compile`` wraps the generator in
+    ``torch.compile`` (fused elementwise ops, ~10–30 % faster once warm) at the
+    price of a compilation on first use (about a minute cold, seconds from
+    the on-disk cache), so it pays off only for long batches.
+
     >>> s = Stylizer.from_style("vangogh")          # doctest: +SKIP
     >>> painting = s.stylize(Image.open("photo.jpg"))  # doctest: +SKIP
     """
 
     def __init__(self, generator: torch.nn.Module, tile_size: int,
-                 device: str | torch.device = "cpu", config: dict | None = None) -> None:
+                 device: str | torch.device = "cpu", config: dict | None = None,
+                 precision: str = "float32", channels_last: bool = True,
+                 compile: bool = False) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, "
+                             f"got {precision!r}")
         self.device = resolve_device(str(device))
-        self.generator = generator.to(self.device).eval()
+        self.precision = precision
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.generator = generator.to(self.device, memory_format=self.memory_format).eval()
         self.tile_size = tile_size
         self.config = config or {}
+        # dynamic: the last batch of a band is smaller; one graph serves every batch size.
+        self._forward = torch.compile(self.generator, dynamic=True) if compile else self.generator
 
     @classmethod
-    def from_style(cls, name_or_path: str | Path, device: str = "auto") -> Stylizer:
+    def from_style(cls, name_or_path: str | Path, device: str = "auto",
+                   precision: str = "float32", compile: bool = False) -> Stylizer:
         """Load a style by name (shipped or user) or from a ``.safetensors`` path."""
         path = find_style(str(name_or_path))
         tensors, config = load_weights(path)
@@ -77,11 +101,15 @@ class Stylizer:
             raise WeightsError(f"{path}: bad generator config: missing or invalid {e}") from e
         check_state(path, gen, tensors)
         gen.load_state_dict(tensors)
-        return cls(gen, tile_size, device, config)
+        return cls(gen, tile_size, device, config, precision=precision, compile=compile)
 
     @torch.inference_mode()
     def _run_tiles(self, tiles: torch.Tensor) -> torch.Tensor:
-        return self.generator(tiles.to(self.device)).float().cpu()
+        x = tiles.to(self.device).contiguous(memory_format=self.memory_format)
+        bf16 = self.precision == "bfloat16"
+        with torch.autocast(self.device.type, torch.bfloat16) if bf16 else nullcontext():
+            out = self._forward(x)
+        return out.float().cpu()
 
     def stylize_array(self, pixels: np.ndarray, tiling: TileConfig | None = None,
                       on_band=None) -> np.ndarray:

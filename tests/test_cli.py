@@ -23,14 +23,6 @@ TINY = ["--tile", "16", "--batch", "2", "--steps", "2", "--channels", "4", "--re
         "--sample-every", "1", "--checkpoint-every", "1", "--device", "cpu"]
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on a busy 2-core machine two threads spin-wait on each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def cli(*args: str):
     return CliRunner().invoke(app, list(args))

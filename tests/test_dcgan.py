@@ -158,6 +158,13 @@ def test_max_steps_stops_mid_run_and_exports(tmp_path):
     rows = [json.loads(ln) for ln in (run / "stats.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3]  # 2 steps per epoch: stopped inside epoch 2
     assert out.is_file() and load_checkpoint(run)["step"] == 3
+    T.train_dcgan(_cfg(epochs=3), data, "stop", tmp_path / "runs", resume=True, progress=False)
+    T.train_dcgan(_cfg(epochs=3), data, "full", tmp_path / "runs", progress=False)
+    resumed, full = ([json.loads(ln) for ln in (tmp_path / "runs" / n / "stats.jsonl")
+                      .read_text().splitlines()] for n in ("stop", "full"))
+    assert [r["step"] for r in resumed] == list(range(1, 7))
+    for a, b in zip(resumed, full):  # stopping early then resuming changes nothing
+        assert a["loss_d"] == pytest.approx(b["loss_d"], rel=1e-5), a["step"]
 
 
 def test_train_smoke_on_tar_gz_with_wgan_gp(tmp_path):

@@ -12,15 +12,6 @@ from siamgan.models import DiscriminatorConfig, GeneratorConfig
 from siamgan.train import TrainConfig, build_models, train_step, translate
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on a busy 2-core machine two threads spin-wait on each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def t(*rows) -> torch.Tensor:
     return torch.tensor(rows, dtype=torch.float32)
 

@@ -17,14 +17,6 @@ from siamgan.tiling import combo, feather_window, merge_grid, split_grid, tiled_
 TILE = 16
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on a busy 2-core machine two threads spin-wait on each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def noise(h: int, w: int, channels: int = 3, seed: int = 0) -> np.ndarray:
     shape = (h, w) if channels == 1 else (h, w, channels)

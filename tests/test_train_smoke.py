@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from siamgan.data import load_collection
@@ -22,14 +21,6 @@ T = importlib.import_module("siamgan.train")  # the package also exports a `trai
 
 LOSS_KEYS = ("loss_d", "loss_g", "d_real", "d_fake", "cos_d", "g_adv", "cos_g")
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on a busy 2-core machine two threads spin-wait on each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(autouse=True)

@@ -287,6 +287,7 @@ def train_dcgan(cfg: DCGANTrainConfig, data: str | Path, name: str,
     if resume:
         state = load_checkpoint(run)
         cfg = DCGANTrainConfig.from_dict({**state["config"], "epochs": cfg.epochs,
+                                          "max_steps": cfg.max_steps,
                                           "device": cfg.device})
     with distributed.session(cfg.device) as device:
         return _train_dcgan(cfg, data, name, run, state, progress, device)
@@ -419,7 +420,8 @@ def _train_dcgan(cfg: DCGANTrainConfig, data: str | Path, name: str, run: Path,
                 distributed.barrier()  # no rank goes on before the checkpoint is complete
     except _StopEarly:
         bar.close()
-        epoch_start, step_rng = shuffler.bit_generator.state, rng_state()
+        # The step finished: resume with the next step's RNG, in this epoch's order.
+        step_rng = rng_state()
         checkpoint()
         snapshot(f"step_{step:08d}.png")
         distributed.barrier()
