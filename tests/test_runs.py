@@ -43,7 +43,7 @@ def test_loss_plot_of_constant_series_is_flat_to_the_ends(tmp_path):
     plot_losses(rows, ["a", "b"], tmp_path / "p.png")
     px = np.asarray(Image.open(tmp_path / "p.png"))
     plot_area = px[20:380, 61:649]  # inside the frame
-    coloured = np.argwhere((np.abs(plot_area.astype(int) - 255).sum(-1) > 60))
+    coloured = np.argwhere(np.abs(plot_area.astype(int) - 255).sum(-1) > 60)
     rows_used = np.unique(coloured[:, 0])
     # Two horizontal lines (2 px wide each): a smoothing that sagged at the ends would
     # spread the curves over many rows.

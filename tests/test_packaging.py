@@ -1,0 +1,21 @@
+"""The wheel must carry every subpackage and the shipped weights."""
+
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_subpackage_is_listed_for_the_wheel():
+    setup = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(setup["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts)
+             for p in (ROOT / "siamgan").rglob("__init__.py")}
+    assert found <= listed, f"missing from pyproject packages: {found - listed}"
+    assert setup["package-dir"]["siamgan.weights"] == "weights"
+
+
+def test_shipped_weights_have_configs_and_fit_the_size_limit():
+    for weights in (ROOT / "weights").glob("*.safetensors"):
+        assert weights.with_suffix(".json").is_file(), weights
+        assert weights.stat().st_size <= 20 * 1024 * 1024, weights
