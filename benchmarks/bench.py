@@ -168,6 +168,14 @@ def build_model(name: str, smoke: bool = False):
     raise ValueError(f"unknown model {name!r}")
 
 
+def siamgan_generator(smoke: bool = False):
+    """(generator, where its weights come from): the shipped style if present, else random."""
+    if SHIPPED.is_file() and not smoke:
+        from siamgan.stylize import Stylizer
+        return Stylizer.from_style(str(SHIPPED), "cpu").generator, str(SHIPPED.relative_to(REPO))
+    return build_model("siamgan", smoke), "random"
+
+
 def style_file(folder: Path, smoke: bool) -> Path:
     """The shipped style if there is one, else random default weights saved as a style."""
     from dataclasses import asdict
@@ -258,8 +266,8 @@ def case_model(spec: dict) -> dict:
     from siamgan.stylize import Stylizer, TileConfig
     w, h = spec["width"], spec["height"]
     pixels = make_photo(w, h)
-    model = build_model(spec["model"], spec["smoke"])
     if spec["model"] == "siamgan":
+        model, weights = siamgan_generator(spec["smoke"])
         stylizer = Stylizer(model, 64, "cpu", precision=spec["precision"])
         tiling = TileConfig(batch_size=spec["batch_size"])
 
@@ -267,7 +275,7 @@ def case_model(spec: dict) -> dict:
             return stylizer.stylize_array(pixels, tiling)
         stylizer.stylize_array(pixels[:256, :512], tiling)  # warm-up: oneDNN primitives
     else:
-        model.eval()
+        model, weights = build_model(spec["model"], spec["smoke"]).eval(), "random"
 
         @torch.inference_mode()
         def run():  # the whole image in one forward, as the peers' users run them
@@ -278,7 +286,7 @@ def case_model(spec: dict) -> dict:
     limit_memory(spec["mem_limit"])
     reset_peak_rss()
     out = _timed(run, spec["min_time"])
-    return {**out, "peak_rss_mb": peak_rss_mb(), "base_rss_mb": base}
+    return {**out, "peak_rss_mb": peak_rss_mb(), "base_rss_mb": base, "weights": weights}
 
 
 def case_command(spec: dict) -> dict:
@@ -469,8 +477,10 @@ def run_benchmark(args) -> dict:
 
 
 def add_derived(result: dict) -> None:
-    """GFLOP/s of the work done, fraction of the matmul ceiling, command/model ratios, targets."""
-    mm = result["matmul"].get("float32_gflops")
+    """GFLOP/s of the work done, fraction of the matmul ceiling, command/model ratios, targets.
+
+    The ceiling is the matmul of the same precision: bf16 rows against the bf16 matmul.
+    """
     by_key = {(r["key"], r["megapixels"]): r for r in result["model"]}
     for r in result["model"]:
         if r["status"] != "ok":
@@ -480,10 +490,12 @@ def add_derived(result: dict) -> None:
         if name == "siamgan":  # tiles cover the image padded to whole tiles
             px = -(-r["width"] // 64) * -(-r["height"] // 64) * 64 * 64
         r["gflops"] = 2 * result["models"][name]["macs_per_pixel"] * px / r["seconds"] / 1e9
-        if mm:
-            r["matmul_fraction"] = r["gflops"] / mm
-        pixels_mb = 2 * r["width"] * r["height"] * 3 / 2**20  # input and output uint8 images
-        r["working_mb"] = r["peak_rss_mb"] - r["base_rss_mb"] - pixels_mb
+        precision = "bfloat16" if r["key"].endswith("bfloat16") else "float32"
+        if ceiling := result["matmul"].get(f"{precision}_gflops"):
+            r["matmul_fraction"] = r["gflops"] / ceiling
+        # Beyond the uint8 output image (the input is already in the base): for siamgan a
+        # band of tiles, so it grows with the width; for the peers every activation.
+        r["working_mb"] = r["peak_rss_mb"] - r["base_rss_mb"] - r["width"] * r["height"] * 3 / 2**20
     for r in result["command"]:
         model = by_key.get((r["key"], r["megapixels"]))
         if r["status"] == "ok" and model and model["status"] == "ok":
@@ -509,7 +521,7 @@ def targets(result: dict, by_key: dict) -> dict:
                     "value": ours / theirs, "target": f">= {goal}", "met": ours / theirs >= goal}
         r = by_key.get((f"siamgan {precision}", mid))
         if r and "matmul_fraction" in r:
-            out[f"fraction of fp32 matmul at {mid:g} MP ({precision})"] = {
+            out[f"fraction of the {precision} matmul at {mid:g} MP"] = {
                 "value": r["matmul_fraction"], "target": ">= 0.5",
                 "met": r["matmul_fraction"] >= 0.5}
         for c in result["command"]:
@@ -548,7 +560,7 @@ def tune(spec: dict) -> dict:
 
     from siamgan.stylize import Stylizer, TileConfig
     w, h = spec["width"], spec["height"]
-    gen = build_model("siamgan", spec["smoke"])
+    gen, weights = siamgan_generator(spec["smoke"])
     variants = {"float32 NCHW (old default)": dict(precision="float32", channels_last=False),
                 "float32 channels_last": dict(precision="float32"),
                 "bfloat16 channels_last": dict(precision="bfloat16")}
@@ -565,7 +577,7 @@ def tune(spec: dict) -> dict:
             runs[f"{prec} channels_last 1 thread"] = (runs[f"{prec} channels_last"][0], 1,
                                                       spec["batch_size"])
     pixels = make_photo(w, h)
-    out: dict = {"width": w, "height": h, "variants": {}}
+    out: dict = {"width": w, "height": h, "weights": weights, "variants": {}}
     for name, (stylizer, _, bs) in runs.items():  # warm-up; compile time for compiled ones
         t0 = time.perf_counter()
         stylizer.stylize_array(pixels[:128, :1024], TileConfig(batch_size=bs))
@@ -604,8 +616,8 @@ def tune(spec: dict) -> dict:
 
 def format_tune(res: dict) -> str:
     lines = [f"siamgan options on {res['width']}×{res['height']} "
-             f"({res['width'] * res['height'] / 1e6:.1f} MP); best of the rounds; other "
-             f"processes kept {res.get('other_load_cores', 0):.1f} cores busy",
+             f"({res['width'] * res['height'] / 1e6:.1f} MP), weights {res['weights']}; best of "
+             f"the rounds; other processes kept {res.get('other_load_cores', 0):.1f} cores busy",
              f"{'variant':40s} {'MP/s':>6s} {'MP/cpu-s':>9s} {'warm-up s':>10s}"]
     for name, v in res["variants"].items():
         lines.append(f"{name:40s} {v['mp_per_s']:6.3f} {v['mp_per_cpu_s']:9.3f} "
@@ -629,23 +641,28 @@ def format_tables(res: dict) -> str:
     m = res["machine"]
     mm = res["matmul"]
     busy = m.get("other_load_cores", 0)
+    weights = {r.get("weights") for r in res["model"] if r["key"].startswith("siamgan")}
     lines = [f"{m['cpu']}, {m['cores']} cores, {m['threads']} threads, torch {m['torch']}; "
              f"other processes kept {busy:.1f} cores busy on average "
              f"({'NOISY: timings are indicative only' if busy > 0.25 else 'quiet'})",
              f"matmul ceiling ({mm.get('n')}²): float32 {_num(mm.get('float32_gflops'), '.0f')} "
-             f"GFLOP/s, bfloat16 {_num(mm.get('bfloat16_gflops'), '.0f')} GFLOP/s", "",
+             f"GFLOP/s, bfloat16 {_num(mm.get('bfloat16_gflops'), '.0f')} GFLOP/s; siamgan "
+             f"weights: {', '.join(sorted(str(w) for w in weights if w)) or '?'}", "",
              f"{'model':18s} {'params':>8s} {'MACs/px':>8s}"]
     for name, info in res["models"].items():
         lines.append(f"{name:18s} {info['parameters'] / 1e6:7.2f}M {info['macs_per_pixel']:8.0f}")
     lines += ["", f"{'model (one forward)':26s} {'MP':>4s} {'status':>7s} {'s':>7s} {'MP/s':>7s} "
-              f"{'GFLOP/s':>8s} {'of mm':>6s} {'peak RSS':>9s}"]
+              f"{'GFLOP/s':>8s} {'of mm':>6s} {'peak RSS':>9s} {'working':>9s}"]
     for r in res["model"]:
-        ok = r["status"] == "ok"
+        if r["status"] != "ok":
+            lines.append(f"{r['key']:26s} {r['megapixels']:4g} {r['status']} "
+                         f"{r.get('error', '')}".rstrip())
+            continue
         lines.append(
-            f"{r['key']:26s} {r['megapixels']:4g} {'ok' if ok else '':>7s} "
-            f"{_num(r.get('seconds'), '7.1f')} {_num(r.get('mp_per_s'), '7.3f')} "
-            f"{_num(r.get('gflops'), '8.1f')} {_num(r.get('matmul_fraction'), '6.0%')} "
-            f"{_num(r.get('peak_rss_mb'), '6.0f')} MB" + ("" if ok else f"  {r['status']}"))
+            f"{r['key']:26s} {r['megapixels']:4g} {'ok':>7s} "
+            f"{r['seconds']:7.1f} {r['mp_per_s']:7.3f} {_num(r.get('gflops'), '8.1f')} "
+            f"{_num(r.get('matmul_fraction'), '6.0%')} {r['peak_rss_mb']:6.0f} MB "
+            f"{r['working_mb']:6.0f} MB")
     if res["command"]:
         lines += ["", f"{'siamgan stylize (JPEG→JPEG)':28s} {'MP':>4s} {'s':>7s} {'MP/s':>7s} "
                   f"{'model s':>8s} {'÷ model':>8s} {'peak RSS':>9s}"]
@@ -697,6 +714,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--tune", action="store_true", help="measure siamgan's speed options")
     p.add_argument("--tune-compile", action="store_true", help="--tune with torch.compile too")
     p.add_argument("--rounds", type=int, default=2, help="--tune rounds")
+    p.add_argument("--render", type=Path, help="print the tables of a saved --json and exit")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -717,6 +735,11 @@ def main(argv: list[str] | None = None) -> dict:
     if args.child:
         print(RESULT + json.dumps(run_case(json.loads(args.child))), flush=True)
         return {}
+    if args.render:
+        res = json.loads(args.render.read_text())
+        add_derived(res)
+        print(format_tables(res))
+        return res
     if args.tune or args.tune_compile:
         w, h = size_for(args.sizes[0])
         machine_info = machine(args.threads)

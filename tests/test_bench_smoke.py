@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
 from argparse import Namespace
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ sits beside siamgan/
 
 from benchmarks import bench  # noqa: E402
 from benchmarks.reference_models import ResnetGenerator, TransformerNet  # noqa: E402
-from siamgan.models import PatchGenerator, count_parameters  # noqa: E402
+from siamgan.models import GeneratorConfig, PatchGenerator, count_parameters  # noqa: E402
+from siamgan.stylize import Stylizer  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -90,3 +94,41 @@ def test_sizes_are_three_by_two_and_divisible_by_four():
         w, h = bench.size_for(mp)
         assert w % 4 == 0 and h % 4 == 0
         assert w * h / 1e6 == pytest.approx(mp, rel=0.01) and w / h == pytest.approx(1.5, 0.01)
+
+
+# The speed options the benchmark chose, on the Stylizer and the CLI.
+
+
+def test_stylizer_layout_and_precision_stay_close_to_float32():
+    torch.manual_seed(0)
+    gen = PatchGenerator(GeneratorConfig(8, 1))
+    pixels = np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)
+
+    def run(**options) -> np.ndarray:
+        stylizer = Stylizer(copy.deepcopy(gen), 16, "cpu", **options)
+        return stylizer.stylize_array(pixels).astype(np.int16)
+    reference = run(channels_last=False)
+    assert np.abs(run() - reference).max() <= 1  # channels_last: float rounding only
+    bf16 = np.abs(run(precision="bfloat16") - reference)
+    assert bf16.max() <= 8 and bf16.mean() < 1.0
+    with pytest.raises(ValueError, match="precision"):
+        Stylizer(gen, 16, precision="float16")
+
+
+def test_cli_precision_option(tmp_path):
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from siamgan.cli import app
+    weights = bench.style_file(tmp_path, smoke=True)
+    src = tmp_path / "in.png"
+    Image.fromarray(bench.make_photo(40, 24)).save(src)
+    runner = CliRunner()
+    ok = runner.invoke(app, ["stylize", str(src), "-o", str(tmp_path / "out.png"),
+                             "--weights", str(weights), "--device", "cpu",
+                             "--precision", "bfloat16"])
+    assert ok.exit_code == 0, ok.output
+    assert Image.open(tmp_path / "out.png").size == (40, 24)
+    bad = runner.invoke(app, ["stylize", str(src), "-o", str(tmp_path / "bad.png"),
+                              "--weights", str(weights), "--precision", "float16"])
+    assert bad.exit_code == 2 and not (tmp_path / "bad.png").exists()
