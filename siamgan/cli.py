@@ -10,14 +10,13 @@ from pathlib import Path
 import typer
 from tqdm import tqdm
 
+from .cli_common import DEVICE_HELP, fail, run_training
 from .convert import ConvertError, ConvertOptions, convert, expand_inputs, parse_shard
-from .data import DataError
 from .dcgan.cli import dcgan_app
-from .distributed import is_main
 from .imagefiles import DEFAULT_MAX_PIXELS
 from .models import DiscriminatorConfig, GeneratorConfig
 from .stylize import Stylizer, TileConfig
-from .train import TrainConfig, TrainingDiverged, train
+from .train import TrainConfig, train
 from .weights_io import WeightsError, list_styles
 
 app = typer.Typer(help="Turn photos into paintings at any resolution.",
@@ -25,12 +24,6 @@ app = typer.Typer(help="Turn photos into paintings at any resolution.",
                   context_settings={"help_option_names": ["-h", "--help"]})
 app.add_typer(dcgan_app, name="dcgan")
 
-DEVICE_HELP = "auto (CUDA if present, else CPU), cpu, cuda or cuda:N."
-
-
-def fail(message: str, code: int = 1) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code)
 
 
 @app.command()
@@ -164,18 +157,8 @@ def train_cmd(
     if dry_run:
         typer.echo(json.dumps(asdict(cfg), indent=2))
         return
-    try:
-        path = train(cfg, a, b, name, runs_dir, resume)
-    except (DataError, FileNotFoundError) as e:
-        fail(str(e), 2)
-    except TrainingDiverged as e:
-        fail(str(e), 1)
-    except KeyboardInterrupt:
-        typer.echo(f"\ninterrupted: checkpoint saved in {runs_dir / name}; "
-                   "continue with --resume", err=True)
-        raise typer.Exit(130) from None
-    if is_main():  # under torchrun, one line, not one per process
-        typer.echo(f"style {name!r} exported to {path}")
+    run_training(lambda: train(cfg, a, b, name, runs_dir, resume), runs_dir / name,
+                 f"style {name!r} exported to")
 
 
 @app.command(name="eval")

@@ -8,11 +8,10 @@ from pathlib import Path
 
 import typer
 
+from ..cli_common import DEVICE_HELP, fail, run_training
 from ..data import DataError
-from ..distributed import is_main
 from ..images import image_grid
 from ..runs import save_image, write_json
-from ..train import TrainingDiverged
 from ..weights_io import WeightsError
 from . import sample as S
 from .models import DCGANConfig, Generator
@@ -22,13 +21,7 @@ dcgan_app = typer.Typer(help="DCGAN baseline: train, sample and evaluate a face 
                         no_args_is_help=True, add_completion=False,
                         context_settings={"help_option_names": ["-h", "--help"]})
 
-DEVICE_HELP = "auto (CUDA if present, else CPU), cpu, cuda or cuda:N."
 WEIGHTS_HELP = "Generator .safetensors file (default: the shipped dcgan-anime64)."
-
-
-def fail(message: str, code: int = 1) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code)
 
 
 def _generator(weights: Path | None, device: str) -> Generator:
@@ -112,18 +105,8 @@ def train_cmd(
     if dry_run:
         typer.echo(json.dumps(asdict(cfg), indent=2))
         return
-    try:
-        path = train_dcgan(cfg, data, name, runs_dir, resume, progress)
-    except (DataError, FileNotFoundError) as e:
-        fail(str(e), 2)
-    except TrainingDiverged as e:
-        fail(str(e), 1)
-    except KeyboardInterrupt:
-        typer.echo(f"\ninterrupted: checkpoint saved in {runs_dir / name}; "
-                   "continue with --resume", err=True)
-        raise typer.Exit(130) from None
-    if is_main():  # under torchrun, one line, not one per process
-        typer.echo(f"generator exported to {path}")
+    run_training(lambda: train_dcgan(cfg, data, name, runs_dir, resume, progress),
+                 runs_dir / name, "generator exported to")
 
 
 @dcgan_app.command(name="sample")

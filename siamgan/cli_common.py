@@ -1,0 +1,36 @@
+"""Pieces shared by the `siamgan` and `siamgan dcgan` command lines."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import typer
+
+from .data import DataError
+from .distributed import is_main
+from .train import TrainingDiverged
+
+DEVICE_HELP = "auto (CUDA if present, else CPU), cpu, cuda or cuda:N."
+
+
+def fail(message: str, code: int = 1) -> None:
+    """Print an error and exit: 2 for usage errors, 1 for failures."""
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def run_training(train: Callable[[], Path], run_dir: Path, done: str) -> None:
+    """Run a trainer with the CLI's exit codes: 2 bad data, 1 diverged, 130 Ctrl-C."""
+    try:
+        path = train()
+    except (DataError, FileNotFoundError) as e:
+        fail(str(e), 2)
+    except TrainingDiverged as e:
+        fail(str(e), 1)
+    except KeyboardInterrupt:
+        typer.echo(f"\ninterrupted: checkpoint saved in {run_dir}; continue with --resume",
+                   err=True)
+        raise typer.Exit(130) from None
+    if is_main():  # under torchrun, one line, not one per process
+        typer.echo(f"{done} {path}")
