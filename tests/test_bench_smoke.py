@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ sits
 from benchmarks import bench  # noqa: E402
 from benchmarks.reference_models import ResnetGenerator, TransformerNet  # noqa: E402
 from siamgan.models import GeneratorConfig, PatchGenerator, count_parameters  # noqa: E402
-from siamgan.stylize import Stylizer  # noqa: E402
+from siamgan.stylize import Stylizer, bfloat16_convolutions  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +113,16 @@ def test_stylizer_layout_and_precision_stay_close_to_float32():
     assert bf16.max() <= 8 and bf16.mean() < 1.0
     with pytest.raises(ValueError, match="precision"):
         Stylizer(gen, 16, precision="float16")
+
+
+def test_bfloat16_leaves_the_encoder_and_last_conv_in_float32():
+    gen = PatchGenerator()
+    dtypes = [m.weight.dtype for m in bfloat16_convolutions(gen).modules()
+              if isinstance(m, torch.nn.Conv2d)]
+    assert dtypes[:3] == [torch.float32] * 3 and dtypes[-1] == torch.float32
+    assert set(dtypes[3:-1]) == {torch.bfloat16}
+    Stylizer(gen, 64, precision="bfloat16")
+    assert {p.dtype for p in gen.parameters()} == {torch.float32}  # the caller's model is kept
 
 
 def test_cli_precision_option(tmp_path):
