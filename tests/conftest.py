@@ -1,5 +1,7 @@
 """Shared test settings."""
 
+import importlib
+
 import pytest
 import torch
 
@@ -13,3 +15,23 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def spy_train_steps(monkeypatch):
+    """Call it to start spying on ``siamgan.train.train_step``; the list it returns gets
+    the number of each step run from then on."""
+    T = importlib.import_module("siamgan.train")  # the package re-exports a function `train`
+
+    def start() -> list[int]:
+        calls: list[int] = []
+        real_step = T.train_step
+
+        def counting_step(m, a, b, cfg, step=0):
+            calls.append(step)
+            return real_step(m, a, b, cfg, step)
+
+        monkeypatch.setattr(T, "train_step", counting_step)
+        return calls
+
+    return start

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 from pathlib import Path
 
@@ -15,8 +14,6 @@ from typer.testing import CliRunner
 from siamgan.cli import app
 from siamgan.evaluate import EvalConfig, evaluate
 from siamgan.stylize import Stylizer, TileConfig
-
-T = importlib.import_module("siamgan.train")  # the package also exports `train`
 
 # The smallest run the CLI's default discriminator (5 stride-2 layers) accepts: 32-px crops.
 TINY = ["--tile", "16", "--batch", "2", "--steps", "2", "--channels", "4", "--res-blocks", "1",
@@ -102,20 +99,13 @@ def test_eval_with_seams_at_any_scale(tmp_path):
     assert result["seams"]["stylized"] or result["seams"].get("skipped")
 
 
-def test_train_resume_continues_from_the_checkpoint(tmp_path, home, monkeypatch):
+def test_train_resume_continues_from_the_checkpoint(tmp_path, home, spy_train_steps):
     a = folder(tmp_path / "a", 3, seed=1, size=(40, 50))
     b = folder(tmp_path / "b", 3, seed=2, size=(40, 50))
     args = ["train", "--a", str(a), "--b", str(b), "--name", "r", "--runs-dir",
             str(tmp_path / "runs"), *TINY, "--sample-every", "100"]
     assert cli(*args).exit_code == 0
-    calls: list[int] = []
-    real_step = T.train_step
-
-    def counting_step(m, a, b, cfg, step=0):
-        calls.append(step)
-        return real_step(m, a, b, cfg, step)
-
-    monkeypatch.setattr(T, "train_step", counting_step)
+    calls = spy_train_steps()
     r = cli(*args, "--steps", "3", "--resume")  # the last --steps wins
     assert r.exit_code == 0, r.output
     assert calls == [2]

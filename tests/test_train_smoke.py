@@ -55,7 +55,7 @@ def fit(tmp_path: Path, cfg: T.TrainConfig, name: str = "tiny", **kw) -> Path:
     return T.train(cfg, a, b, name, tmp_path / "runs", progress=False, **kw)
 
 
-def test_a_few_steps_write_the_run_folder_then_resume_continues(tmp_path, home, monkeypatch):
+def test_a_few_steps_write_the_run_folder_then_resume_continues(tmp_path, home, spy_train_steps):
     exported = fit(tmp_path, tiny(steps=3))
     run = tmp_path / "runs" / "tiny"
     for name in ("checkpoint.pt", "config.json", "stats.jsonl", "losses.png"):
@@ -75,14 +75,7 @@ def test_a_few_steps_write_the_run_folder_then_resume_continues(tmp_path, home, 
     assert str(home) in str(exported)
 
     before = rows
-    calls: list[int] = []
-    real_step = T.train_step
-
-    def counting_step(m, a, b, cfg, step=0):
-        calls.append(step)
-        return real_step(m, a, b, cfg, step)
-
-    monkeypatch.setattr(T, "train_step", counting_step)
+    calls = spy_train_steps()
     fit(tmp_path, tiny(steps=5), resume=True)
     assert calls == [3, 4]  # only the missing steps ran, from the saved step on
     rows = stats(run)
