@@ -85,6 +85,22 @@ def bfloat16_convolutions(generator: torch.nn.Module) -> torch.nn.Module:
     return gen
 
 
+def load_style(name_or_path: str | Path) -> tuple[PatchGenerator, dict, Path]:
+    """A style's generator (weights loaded, CPU), its JSON config and its weights file."""
+    path = find_style(str(name_or_path))
+    tensors, config = load_weights(path)
+    if config.get("kind", "style") != "style":
+        raise WeightsError(f"{path}: holds a {config.get('kind')!r} model, not a style")
+    try:
+        gen = PatchGenerator(GeneratorConfig(**config["generator"]))
+        int(config["tile_size"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise WeightsError(f"{path}: bad generator config: missing or invalid {e}") from e
+    check_state(path, gen, tensors)
+    gen.load_state_dict(tensors)
+    return gen, config, path
+
+
 class Stylizer:
     """Stylize images with one generator.
 
@@ -123,18 +139,9 @@ class Stylizer:
     def from_style(cls, name_or_path: str | Path, device: str = "auto",
                    precision: str = "float32", compile: bool = False) -> Stylizer:
         """Load a style by name (shipped or user) or from a ``.safetensors`` path."""
-        path = find_style(str(name_or_path))
-        tensors, config = load_weights(path)
-        if config.get("kind", "style") != "style":
-            raise WeightsError(f"{path}: holds a {config.get('kind')!r} model, not a style")
-        try:
-            gen = PatchGenerator(GeneratorConfig(**config["generator"]))
-            tile_size = int(config["tile_size"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise WeightsError(f"{path}: bad generator config: missing or invalid {e}") from e
-        check_state(path, gen, tensors)
-        gen.load_state_dict(tensors)
-        return cls(gen, tile_size, device, config, precision=precision, compile=compile)
+        gen, config, _ = load_style(name_or_path)
+        return cls(gen, int(config["tile_size"]), device, config, precision=precision,
+                   compile=compile)
 
     @torch.inference_mode()
     def _run_tiles(self, tiles: torch.Tensor) -> torch.Tensor:

@@ -35,3 +35,10 @@ def spy_train_steps(monkeypatch):
         return calls
 
     return start
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """A temporary SIAMGAN_HOME, so exported styles never reach the user's own."""
+    monkeypatch.setenv("SIAMGAN_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import folder
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -20,23 +20,8 @@ TINY = ["--tile", "16", "--batch", "2", "--steps", "2", "--channels", "4", "--re
         "--sample-every", "1", "--checkpoint-every", "1", "--device", "cpu"]
 
 
-
 def cli(*args: str):
     return CliRunner().invoke(app, list(args))
-
-
-def folder(path: Path, n: int, seed: int, size: tuple[int, int]) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    for i in range(n):
-        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(path / f"{i}.png")
-    return path
-
-
-@pytest.fixture()
-def home(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setenv("SIAMGAN_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
 
 
 def test_train_styles_stylize_eval(tmp_path, home):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import folder
 from PIL import Image
 
 from siamgan.data import load_collection
@@ -22,19 +23,9 @@ T = importlib.import_module("siamgan.train")  # the package also exports a `trai
 LOSS_KEYS = ("loss_d", "loss_g", "d_real", "d_fake", "cos_d", "g_adv", "cos_g")
 
 
-
 @pytest.fixture(autouse=True)
-def home(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setenv("SIAMGAN_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
-
-
-def folder(path: Path, n: int, seed: int, size: tuple[int, int] = (40, 50)) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    for i in range(n):
-        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(path / f"{i}.png")
-    return path
+def _user_home(home):
+    """Every test here exports into a temporary SIAMGAN_HOME."""
 
 
 def tiny(steps: int = 3, **kw) -> T.TrainConfig:
