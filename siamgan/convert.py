@@ -36,7 +36,7 @@ from .imagefiles import (
     encode,
     pixel_limit,
 )
-from .runs import write_json
+from .runs import remove_stale_temps, write_json
 from .stylize import Stylizer, TileConfig
 
 STOP_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
@@ -95,6 +95,7 @@ class ConvertReport:
     failed: list[dict] = field(default_factory=list)
     pending: list[str] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
+    cleaned: list[str] = field(default_factory=list)  # temp files of a killed earlier run
     interrupted: bool = False
     stopped: str | None = None
     megapixels: float = 0.0
@@ -112,6 +113,8 @@ class ConvertReport:
             text += f", not attempted {len(self.pending)}"
         if self.ignored:
             text += f"; ignored {len(self.ignored)} non-image file(s)"
+        if self.cleaned:
+            text += f"; removed {len(self.cleaned)} temp file(s) of a killed earlier run"
         if self.interrupted:
             text += "; interrupted: rerun the same command to finish"
         if self.stopped:
@@ -120,7 +123,7 @@ class ConvertReport:
 
     def to_dict(self) -> dict:
         return {"converted": self.converted, "skipped": self.skipped, "failed": self.failed,
-                "pending": self.pending, "ignored": self.ignored,
+                "pending": self.pending, "ignored": self.ignored, "cleaned": self.cleaned,
                 "interrupted": self.interrupted, "stopped": self.stopped,
                 "megapixels": round(self.megapixels, 3), "seconds": round(self.seconds, 3),
                 "exit_code": self.exit_code}
@@ -349,12 +352,12 @@ def convert(stylizer: Stylizer, inputs: Sequence[str | Path], output: str | Path
     report = ConvertReport(ignored=[str(p) for p in the_plan.ignored])
     todo: list[Job] = []
     k, n = opts.shard or (1, 1)
-    total = 0  # files of this shard: all of them without --shard
+    mine: list[Job] = []  # the jobs of this shard: all of them without --shard
     for i, job in enumerate(the_plan.jobs):
         entry = {"input": str(job.src), "output": str(job.dst)}
         if shard_of(job.dst.relative_to(the_plan.root), n) != k:
             continue  # another worker's file
-        total += 1
+        mine.append(job)
         if i in the_plan.conflicts:
             _fail(report, opts, entry, the_plan.conflicts[i])
         elif job.dst.is_dir():
@@ -365,6 +368,8 @@ def convert(stylizer: Stylizer, inputs: Sequence[str | Path], output: str | Path
             todo.append(job)
     if todo:
         check_writable(the_plan.root)
+    report.cleaned = [str(p) for p in _remove_stale_temps(mine)]
+    total = len(mine)
     bar = tqdm(total=total, unit="file", desc="stylize",
                disable=not opts.progress, dynamic_ncols=True)
     bar.update(total - len(todo))
@@ -376,17 +381,53 @@ def convert(stylizer: Stylizer, inputs: Sequence[str | Path], output: str | Path
     return report
 
 
+def _remove_stale_temps(jobs: list[Job]) -> list[Path]:
+    """Temp files that a killed run left beside these jobs' outputs (see atomic_write)."""
+    folders: dict[Path, set[str]] = {}
+    for job in jobs:
+        folders.setdefault(job.dst.parent, set()).add(job.dst.name)
+    return [p for folder, names in folders.items() for p in remove_stale_temps(folder, names)]
+
+
 def _fail(report: ConvertReport, opts: ConvertOptions, entry: dict, reason: str) -> None:
     report.failed.append({**entry, "reason": reason})
     if opts.log:
         opts.log(f"failed: {entry['input']}: {reason}")
 
 
+def stylize_group(stylizer: Stylizer, images: list[np.ndarray],
+                  tiling: TileConfig | None) -> list[tuple[np.ndarray | ImageFileError, list[str]]]:
+    """Stylize several small images with shared forward passes; (output or error, notes) each.
+
+    If the shared pass fails for any reason, every image is redone on its own
+    (:func:`stylize_retrying`), so an error is pinned on the file that causes it.
+    """
+    if len(images) > 1:
+        try:
+            return [(out, []) for out in stylizer.stylize_arrays(images, tiling)]
+        except Exception:
+            if torch.cuda.is_available() and torch.cuda.is_initialized():
+                torch.cuda.empty_cache()
+    results: list[tuple[np.ndarray | ImageFileError, list[str]]] = []
+    for rgb in images:
+        try:
+            results.append(stylize_retrying(stylizer, rgb, tiling))
+        except ImageFileError as e:
+            results.append((e, []))
+    return results
+
+
 def _run(stylizer: Stylizer, todo: list[Job], opts: ConvertOptions,
          report: ConvertReport, bar: tqdm, start: float) -> None:
-    """Decode the next file and encode the previous one while the model works."""
+    """Decode the next file and encode the previous ones while the model works.
+
+    Consecutive images with fewer tiles than a batch are stylized together, up to
+    one batch of tiles, so small files share forward passes.
+    """
     done: set[int] = set()
     writing: list[tuple[int, Future, dict]] = []
+    group: list[tuple[int, Job, Decoded, dict]] = []
+    tiling = opts.tiling or TileConfig()
 
     def finish(i: int, future: Future, entry: dict) -> None:
         try:
@@ -407,41 +448,64 @@ def _run(stylizer: Stylizer, todo: list[Job], opts: ConvertOptions,
         rate = report.megapixels / max(time.perf_counter() - start, 1e-9)
         bar.set_postfix_str(f"{rate:.2f} MP/s", refresh=False)
 
-    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="siamgan-io")
-    reading = pool.submit(decode, todo[0].src, opts.max_pixels) if todo else None
+    def failed(i: int, entry: dict, reason: str) -> None:
+        _fail(report, opts, entry, reason)
+        done.add(i)
+        bar.update(1)
+
+    def stylize_pending() -> None:
+        t0 = time.perf_counter()
+        results = stylize_group(stylizer, [d.rgb for _, _, d, _ in group], opts.tiling)
+        seconds = (time.perf_counter() - t0) / len(group)
+        for (i, job, decoded, entry), (out, notes) in zip(group, results):
+            if isinstance(out, ImageFileError):
+                failed(i, entry, str(out))
+                continue
+            entry.update(megapixels=round(decoded.megapixels, 6), seconds=round(seconds, 3),
+                         warnings=decoded.warnings + notes)
+            fmt = job.format or decoded.format
+            writing.append((i, writer.submit(encode, job.dst, out, decoded, fmt, opts.quality),
+                            entry))
+        group.clear()
+        while len(writing) > 1:  # at most one file waits to be written
+            finish(*writing[0])
+            writing.pop(0)
+
+    # One reader and one writer thread: files are written in order, one at a time.
+    reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="siamgan-read")
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="siamgan-write")
+    reading = reader.submit(decode, todo[0].src, opts.max_pixels) if todo else None
     try:
         for i, job in enumerate(todo):
             current, reading = reading, None
             if i + 1 < len(todo):
-                reading = pool.submit(decode, todo[i + 1].src, opts.max_pixels)
+                reading = reader.submit(decode, todo[i + 1].src, opts.max_pixels)
             entry = {"input": str(job.src), "output": str(job.dst)}
             try:
                 decoded: Decoded = current.result()
-                t0 = time.perf_counter()
-                out, notes = stylize_retrying(stylizer, decoded.rgb, opts.tiling)
             except ImageFileError as e:
-                _fail(report, opts, entry, str(e))
-                done.add(i)
-                bar.update(1)
+                failed(i, entry, str(e))
                 continue
-            entry.update(megapixels=round(decoded.megapixels, 6),
-                         seconds=round(time.perf_counter() - t0, 3),
-                         warnings=decoded.warnings + notes)
-            fmt = job.format or decoded.format
-            writing.append((i, pool.submit(encode, job.dst, out, decoded, fmt, opts.quality),
-                            entry))
-            while len(writing) > 1:  # at most one file waits to be written
-                finish(*writing[0])
-                writing.pop(0)
+            tiles = stylizer.tile_count(*decoded.rgb.shape[:2], tiling)
+            queued = sum(stylizer.tile_count(*d.rgb.shape[:2], tiling) for _, _, d, _ in group)
+            if group and queued + tiles > tiling.batch_size:
+                stylize_pending()
+            group.append((i, job, decoded, entry))
+            if tiles >= tiling.batch_size or reading is None:
+                stylize_pending()
             if report.stopped:
                 break
+        else:
+            if group:  # the last files were small, or the very last one was unreadable
+                stylize_pending()
     except KeyboardInterrupt:
-        report.interrupted = True
+        report.interrupted = True  # the files of an unfinished group stay pending
     finally:
         if reading is not None:
             reading.cancel()
         while writing:  # files already stylized are finished, even after Ctrl-C
             finish(*writing[0])
             writing.pop(0)
-        pool.shutdown(wait=True, cancel_futures=True)
+        reader.shutdown(wait=True, cancel_futures=True)
+        writer.shutdown(wait=True, cancel_futures=True)
     report.pending = [str(job.src) for i, job in enumerate(todo) if i not in done]

@@ -32,11 +32,14 @@ def atomic_write(path: str | Path, mode: str = "wb"):
     """Write to a temp file beside ``path``, fsync, then rename over it.
 
     A crash or Ctrl-C leaves either the old file or the new one, never half of
-    one. The final file gets the permissions a normal new file would.
+    one. The final file gets the permissions a normal new file would. The temp
+    file is named ``.NAME.PID.random.tmp``: after a hard kill,
+    :func:`remove_stale_temps` can tell it from one still being written.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
+                               dir=path.parent)
     try:
         with os.fdopen(fd, mode) as f:
             yield f
@@ -49,6 +52,39 @@ def atomic_write(path: str | Path, mode: str = "wb"):
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temps(folder: str | Path, names: set[str] | None = None) -> list[Path]:
+    """Delete temp files that :func:`atomic_write` left in ``folder`` (for ``names`` only,
+    when given) when its process was killed; those of running processes are left alone."""
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not (entry.name.startswith(".") and entry.name.endswith(".tmp")):
+            continue
+        stem = entry.name[1:-len(".tmp")]  # NAME.PID.random
+        name, _, pid = stem.rpartition(".")[0].rpartition(".")
+        wanted = names is None or name in names
+        if wanted and pid.isdigit() and not _alive(int(pid)) and entry.is_file():
+            try:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+            except OSError:
+                pass
+    return removed
 
 
 @contextmanager
@@ -99,10 +135,14 @@ def save_checkpoint(run_dir: str | Path, state: dict) -> None:
 
 
 def load_checkpoint(run_dir: str | Path) -> dict:
-    """Load the checkpoint of a run; never unpickles arbitrary objects."""
+    """Load the checkpoint of a run; never unpickles arbitrary objects.
+
+    Temp files that a killed process left in the run folder are removed first.
+    """
     path = Path(run_dir) / CHECKPOINT
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no checkpoint to resume from")
+    remove_stale_temps(run_dir)
     return torch.load(path, map_location="cpu", weights_only=True)
 
 

@@ -12,7 +12,7 @@ from PIL import Image
 
 from .images import resize
 from .models import GeneratorConfig, PatchGenerator
-from .tiling import tiled_apply
+from .tiling import tile_starts, tiled_apply
 from .weights_io import WeightsError, check_state, find_style, load_weights
 
 PRECISIONS = ("float32", "bfloat16")
@@ -151,14 +151,48 @@ class Stylizer:
     def stylize_array(self, pixels: np.ndarray, tiling: TileConfig | None = None,
                       on_band=None) -> np.ndarray:
         """H×W×3 uint8 → H×W×3 uint8, stylized tile by tile."""
+        return self._tiled(pixels, tiling or TileConfig(), self._run_tiles, on_band)
+
+    def stylize_arrays(self, images: list[np.ndarray],
+                       tiling: TileConfig | None = None) -> list[np.ndarray]:
+        """Several images at once, their tiles sharing forward passes.
+
+        For small images (fewer tiles than a batch) this means fewer, fuller passes.
+        Each image is tiled twice: once to collect its tiles, once to put the
+        model's outputs back in the same order. The results equal
+        :meth:`stylize_array` image by image.
+        """
         t = tiling or TileConfig()
+        collected: list[torch.Tensor] = []
+
+        def collect(tiles: torch.Tensor) -> torch.Tensor:
+            collected.append(tiles)
+            return tiles
+
+        for pixels in images:
+            self._tiled(pixels, t, collect)
+        if not collected:
+            return []
+        outs = torch.cat([self._run_tiles(b) for b in torch.cat(collected).split(t.batch_size)])
+        queue = iter(outs.split([c.shape[0] for c in collected]))
+        return [self._tiled(pixels, t, lambda _: next(queue)) for pixels in images]
+
+    def tile_count(self, height: int, width: int, tiling: TileConfig | None = None) -> int:
+        """How many tiles an image of this size is cut into."""
+        t = tiling or TileConfig()
+        if t.scale != 1.0:
+            height, width = max(1, round(height * t.scale)), max(1, round(width * t.scale))
+        tile = t.tile_size or self.tile_size
+        stride = tile - min(t.overlap, tile - 4)
+        return len(tile_starts(height, tile, stride)) * len(tile_starts(width, tile, stride))
+
+    def _tiled(self, pixels: np.ndarray, t: TileConfig, run, on_band=None) -> np.ndarray:
         h, w = pixels.shape[:2]
         work = pixels
         if t.scale != 1.0:
             work = resize(pixels, max(1, round(w * t.scale)), max(1, round(h * t.scale)))
         tile = t.tile_size or self.tile_size
-        out = tiled_apply(work, self._run_tiles, tile, min(t.overlap, tile - 4),
-                          t.batch_size, on_band)
+        out = tiled_apply(work, run, tile, min(t.overlap, tile - 4), t.batch_size, on_band)
         return resize(out, w, h)
 
     def stylize(self, image: Image.Image, tiling: TileConfig | None = None) -> Image.Image:

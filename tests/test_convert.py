@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from siamgan import convert as C
 from siamgan.cli import app
 from siamgan.models import GeneratorConfig, PatchGenerator
-from siamgan.stylize import Stylizer
+from siamgan.stylize import Stylizer, TileConfig
 from siamgan.weights_io import save_weights
 
 
@@ -266,7 +266,7 @@ def test_cli_ctrl_c_exits_130(tmp_path, weights, monkeypatch):
     def interrupt(self, *args, **kw):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(Stylizer, "stylize_array", interrupt)
+    monkeypatch.setattr(Stylizer, "_run_tiles", interrupt)
     r = cli(str(src), "-o", str(tmp_path / "out"), "--weights", str(weights))
     assert r.exit_code == 130 and "interrupted" in r.output
 
@@ -274,3 +274,62 @@ def test_cli_ctrl_c_exits_130(tmp_path, weights, monkeypatch):
 def test_help_states_the_animated_image_rule():
     r = CliRunner().invoke(app, ["stylize", "--help"], terminal_width=200)
     assert "only the first frame" in r.output
+
+
+class CountingGenerator(torch.nn.Module):
+    """A small random convolutional generator that counts its forward passes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = PatchGenerator(GeneratorConfig(channels=4, res_blocks=1))
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.net(x)
+
+
+def test_small_images_share_forward_passes_with_the_same_results(tmp_path):
+    sizes = [(12, 20), (16, 16), (1, 9), (30, 17), (5, 40)]
+    images = [rgb(h, w, seed=i) for i, (h, w) in enumerate(sizes)]
+    gen = CountingGenerator()
+    s = Stylizer(gen, tile_size=16)
+    for tiling in (TileConfig(batch_size=8), TileConfig(batch_size=8, overlap=4, scale=1.5)):
+        alone = [s.stylize_array(im, tiling) for im in images]
+        gen.calls = 0
+        together = s.stylize_arrays(images, tiling)
+        tiles = sum(s.tile_count(*im.shape[:2], tiling) for im in images)
+        assert gen.calls == -(-tiles // 8) < len(images)
+        for a, b in zip(alone, together):
+            np.testing.assert_array_equal(a, b)
+
+    src = tmp_path / "in"
+    for i, im in enumerate(images):
+        save(src / f"{i}.png", im)
+    save(src / "big.png", rgb(70, 70, seed=9))  # 25 tiles: a batch of its own
+    gen.calls = 0
+    report = C.convert(s, [src], tmp_path / "out", C.ConvertOptions(tiling=TileConfig()))
+    assert len(report.converted) == 6 and report.exit_code == 0
+    assert gen.calls == 1 + 5  # the five small files (11 tiles) in one pass; big.png by band
+    for i, im in enumerate(images):
+        np.testing.assert_array_equal(pixels(tmp_path / "out" / f"{i}.png"),
+                                      s.stylize_array(im))
+
+
+def test_ctrl_c_during_a_shared_pass_leaves_its_files_pending(tmp_path, monkeypatch):
+    src = tmp_path / "in"
+    for i in range(3):
+        save(src / f"{i}.png", rgb(seed=i))
+    s = Stylizer(Negate(), tile_size=16)
+
+    def interrupt(*args, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(s, "stylize_arrays", interrupt)
+    report = C.convert(s, [src], tmp_path / "out")
+    assert report.interrupted and report.converted == []
+    assert [Path(p).name for p in report.pending] == ["0.png", "1.png", "2.png"]
+    assert files(tmp_path / "out") == []
+    monkeypatch.undo()
+    assert len(C.convert(s, [src], tmp_path / "out").converted) == 3

@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from siamgan.runs import StatsLog, atomic_write, deferred_interrupt, plot_losses
+from siamgan.runs import (
+    StatsLog,
+    atomic_write,
+    deferred_interrupt,
+    load_checkpoint,
+    plot_losses,
+    save_checkpoint,
+)
 
 
 def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
@@ -57,3 +64,14 @@ def test_first_ctrl_c_is_deferred_second_interrupts():
         with pytest.raises(KeyboardInterrupt):
             signal.raise_signal(signal.SIGINT)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_resuming_removes_the_temp_files_of_a_killed_save(tmp_path):
+    save_checkpoint(tmp_path, {"step": 3})
+    dead = tmp_path / ".checkpoint.pt.999999999.zzzzzzzz.tmp"  # no such process id
+    live = tmp_path / f".checkpoint.pt.{os.getpid()}.zzzzzzzz.tmp"
+    other = tmp_path / ".notes.tmp"
+    for p in (dead, live, other):
+        p.write_bytes(b"partial")
+    assert load_checkpoint(tmp_path)["step"] == 3
+    assert not dead.exists() and live.exists() and other.exists()
