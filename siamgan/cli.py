@@ -44,8 +44,8 @@ def stylize(
                                 help="Overlap between tiles in px, cross-faded. 0 = abutting "
                                      "tiles, as trained by the Combo model."),
     batch_size: int = typer.Option(16, "--batch-size", min=1,
-                                   help="Tiles per forward pass (halved automatically on "
-                                        "out-of-memory)."),
+                                   help="Tiles per forward pass; small images share "
+                                        "passes. Halved automatically on out-of-memory."),
     out_format: str = typer.Option(None, "--format",
                                    help="Write every output as jpg, png or webp "
                                         "(default: keep each input's format and name)."),
