@@ -41,8 +41,12 @@ def stylize(
                                 help="Resize before stylizing; <1 gives larger brush strokes. "
                                      "The output keeps the input's size."),
     overlap: int = typer.Option(0, "--overlap", min=0,
-                                help="Overlap between tiles in px, cross-faded. 0 = abutting "
-                                     "tiles, as trained by the Combo model."),
+                                help="Overlap between tiles in px. 0 = abutting tiles, as "
+                                     "trained by the Combo model."),
+    blend: str = typer.Option("feather", "--blend",
+                              help="How overlapping tiles combine: feather (cross-fade) or "
+                                   "crop (each pixel from the tile it is central in; e.g. "
+                                   "--tile 96 --overlap 32 --blend crop)."),
     batch_size: int = typer.Option(16, "--batch-size", min=1,
                                    help="Tiles per forward pass; small images share "
                                         "passes. Halved automatically on out-of-memory."),
@@ -81,7 +85,7 @@ def stylize(
         fail("give exactly one of --style NAME or --weights FILE", 2)
     try:
         options = ConvertOptions(out_format, quality, overwrite, max_pixels,
-                                 TileConfig(tile, overlap, scale, batch_size),
+                                 TileConfig(tile, overlap, scale, batch_size, blend),
                                  progress=True, log=lambda line: tqdm.write(line, file=sys.stderr),
                                  shard=None if shard is None else parse_shard(shard))
         expand_inputs(inputs)  # usage errors before the style is loaded
@@ -216,7 +220,9 @@ def eval_cmd(
                                            "`train --holdout-every K` kept out; 0 = all."),
     seam_photos: int = typer.Option(3, "--seam-photos", min=0,
                                     help="Photos resized to 2560×1600 for the seam score."),
+    tile: int = typer.Option(None, "--tile", min=8, help="As in stylize."),
     overlap: int = typer.Option(0, "--overlap", min=0, help="Tile overlap in px."),
+    blend: str = typer.Option("feather", "--blend", help="As in stylize."),
     scale: float = typer.Option(1.0, "--scale", min=0.01, max=8.0, help="As in stylize."),
     json_out: Path = typer.Option(None, "--json", help="Also write the results as JSON."),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
@@ -231,7 +237,7 @@ def eval_cmd(
         stylizer = Stylizer.from_style(str(weights or style), device)
         result = evaluate(stylizer, photos, paintings,
                           EvalConfig(holdout_every=holdout_every, seam_photos=seam_photos),
-                          TileConfig(overlap=overlap, scale=scale))
+                          TileConfig(tile, overlap, scale, blend=blend))
     except (WeightsError, ValueError, OSError) as e:
         fail(str(e), 2)
     result["style"] = str(weights or style)

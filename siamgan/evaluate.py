@@ -77,7 +77,8 @@ def evaluate(stylizer: Stylizer, photos_dir: str | Path, paintings_dir: str | Pa
 def seam_scores(stylizer: Stylizer, photos: list[np.ndarray], cfg: EvalConfig,
                 tiling: TileConfig) -> dict:
     """Seam score of large stylized photos, with the resized inputs as a control."""
-    exact = (tiling.tile_size or stylizer.tile_size) / tiling.scale
+    tile = tiling.tile_size or stylizer.tile_size
+    exact = (tile - min(tiling.overlap, tile - 4)) / tiling.scale  # the tiles' pitch
     period = round(exact)
     inputs, outputs = [], []
     if photos and (period != exact or period % 8 or period < 16):

@@ -21,8 +21,10 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from . import losses
 from .data import CropConfig, CropSampler, load_collection
 from .images import image_grid, to_pixels
+from .models import DiscriminatorConfig, SiameseDiscriminator
 from .runs import (
     StatsLog,
     deferred_interrupt,
@@ -55,6 +57,8 @@ class RefineConfig:
     max_image_side: int = 512
     holdout_every: int = 0
     ema_decay: float = 0.99
+    adversarial: float = 0.0
+    lr_d: float = 1e-4
     seed: int = 0
     sample_every: int = 250
     checkpoint_every: int = 250
@@ -69,6 +73,8 @@ class RefineConfig:
             raise ValueError("need 0 < min_crop_scale ≤ max_crop_scale")
         if not 0 <= self.ema_decay < 1:
             raise ValueError("ema_decay must be in [0, 1)")
+        if self.adversarial < 0:
+            raise ValueError("adversarial must be ≥ 0")
 
     @classmethod
     def from_dict(cls, data: dict) -> RefineConfig:
@@ -83,20 +89,41 @@ def border_mask(size: int, tile: int, width: int) -> torch.Tensor:
     return near[:, None] | near[None, :]
 
 
-def refine_loss(student: torch.nn.Module, teacher: torch.nn.Module, crops: torch.Tensor,
-                tile: int, context: int, mask: torch.Tensor) -> tuple[torch.Tensor, dict]:
-    """L1 between the student through the Combo model and the teacher run untiled.
-
-    ``crops`` are (2S + 2·context)² px; the teacher sees all of it, the student only
-    the central 2S×2S, cut into tiles. Returns the loss and its border/interior parts.
-    """
+def tiled_and_untiled(student: torch.nn.Module, teacher: torch.nn.Module,
+                      crops: torch.Tensor, tile: int, context: int
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The student through the Combo model on the central 2S×2S of ``crops``, and the
+    teacher's output there when it sees the whole (2S + 2·context)² crop."""
     c = context
     inner = crops[..., c:crops.shape[-2] - c, c:crops.shape[-1] - c]
     with torch.no_grad():
         target = teacher(crops)[..., c:crops.shape[-2] - c, c:crops.shape[-1] - c]
-    err = (combo(student, inner, tile) - target).abs().mean(dim=(0, 1))
-    stats = {"border_l1": err[mask].mean().item(), "interior_l1": err[~mask].mean().item()}
-    return err.mean(), stats
+    return combo(student, inner, tile), target
+
+
+def l1_by_region(out: torch.Tensor, target: torch.Tensor,
+                 mask: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """Mean L1, and its parts near tile borders (``mask``) and away from them."""
+    err = (out - target).abs().mean(dim=(0, 1))
+    return err.mean(), {"border_l1": err[mask].mean().item(),
+                        "interior_l1": err[~mask].mean().item()}
+
+
+def refine_loss(student: torch.nn.Module, teacher: torch.nn.Module, crops: torch.Tensor,
+                tile: int, context: int, mask: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """L1 between the student through the Combo model and the teacher run untiled."""
+    return l1_by_region(*tiled_and_untiled(student, teacher, crops, tile, context), mask)
+
+
+def critic_step(disc: SiameseDiscriminator, opt: torch.optim.Optimizer,
+                real: torch.Tensor, fake: torch.Tensor) -> dict:
+    """One hinge update of the critic: the untiled teacher is real, tiled output fake."""
+    score = disc(torch.cat([real, fake]))[1]
+    loss = losses.hinge_d(*score.split(real.shape[0]))
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return {"loss_d": loss.item()}
 
 
 def refine(cfg: RefineConfig, photos: str | Path, name: str, runs_dir: str | Path = "runs",
@@ -119,7 +146,14 @@ def refine(cfg: RefineConfig, photos: str | Path, name: str, runs_dir: str | Pat
     teacher = teacher.to(device).eval().requires_grad_(False)
     student = copy.deepcopy(teacher).train().requires_grad_(True)
     ema = copy.deepcopy(teacher)
-    opt = torch.optim.Adam(student.parameters(), cfg.lr, betas=(0.9, 0.999))
+    opt = torch.optim.Adam(student.parameters(), cfg.lr, betas=(0.5, 0.999))
+    # Optional: a critic that tells the untiled teacher's pixels from the tiled student's,
+    # so the student is pushed to commit to sharp strokes near borders, not their average.
+    disc = opt_d = None
+    if cfg.adversarial:
+        layers = min(DiscriminatorConfig.layers, (2 * tile).bit_length() - 1)
+        disc = SiameseDiscriminator(DiscriminatorConfig(layers=layers)).to(device)
+        opt_d = torch.optim.Adam(disc.parameters(), cfg.lr_d, betas=(0.5, 0.999))
     images = load_collection(photos, cfg.max_image_side, 2 * tile + 2 * cfg.context,
                              desc="photos", holdout_every=cfg.holdout_every, progress=progress)
     crop = CropConfig(2 * tile + 2 * cfg.context, cfg.min_crop_scale, True, cfg.max_crop_scale)
@@ -131,6 +165,9 @@ def refine(cfg: RefineConfig, photos: str | Path, name: str, runs_dir: str | Pat
         student.load_state_dict(state["student"])
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["opt"])
+        if disc is not None:
+            disc.load_state_dict(state["discriminator"])
+            opt_d.load_state_dict(state["opt_d"])
         sampler.set_state(state["sampler"])
         set_rng_state(state["rng"])
         step = int(state["step"])
@@ -149,7 +186,9 @@ def refine(cfg: RefineConfig, photos: str | Path, name: str, runs_dir: str | Pat
         save_checkpoint(run, {"step": step, "config": asdict(cfg),
                               "student": student.state_dict(), "ema": ema.state_dict(),
                               "opt": opt.state_dict(), "sampler": sampler.state(),
-                              "rng": rng_state()})
+                              "rng": rng_state(),
+                              **({"discriminator": disc.state_dict(),
+                                  "opt_d": opt_d.state_dict()} if disc is not None else {})})
         save_weights(run / f"{name}.safetensors", ema.state_dict(), style_config())
 
     bar = tqdm(total=cfg.steps, initial=step, desc=f"refine {name}", unit="step",
@@ -159,7 +198,15 @@ def refine(cfg: RefineConfig, photos: str | Path, name: str, runs_dir: str | Pat
             while step < cfg.steps:
                 t0 = time.perf_counter()
                 crops = sampler.sample(cfg.batch_size, device)
-                loss, stats = refine_loss(student, teacher, crops, tile, cfg.context, mask)
+                out, target = tiled_and_untiled(student, teacher, crops, tile, cfg.context)
+                loss, stats = l1_by_region(out, target, mask)
+                if disc is not None:
+                    stats.update(critic_step(disc, opt_d, target, out.detach()))
+                    disc.requires_grad_(False)
+                    g_adv = losses.hinge_g(disc(out)[1])
+                    disc.requires_grad_(True)
+                    stats["g_adv"] = g_adv.item()
+                    loss = loss + cfg.adversarial * g_adv
                 if not math.isfinite(loss.item()):
                     raise TrainingDiverged(f"non-finite loss at step {step + 1}; "
                                            f"the last good checkpoint in {run} is kept")

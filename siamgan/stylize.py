@@ -12,7 +12,7 @@ from PIL import Image
 
 from .images import resize
 from .models import GeneratorConfig, PatchGenerator
-from .tiling import tile_starts, tiled_apply
+from .tiling import BLENDS, tile_starts, tiled_apply
 from .weights_io import WeightsError, check_state, find_style, load_weights
 
 PRECISIONS = ("float32", "bfloat16")
@@ -34,13 +34,15 @@ class TileConfig:
     at). ``overlap`` is in pixels; 0 (the default) abuts tiles exactly as the
     Combo model did in training. ``scale`` resizes the input before stylizing
     (smaller → larger brush strokes relative to the picture); the result is
-    resized back so the output always has the input's size.
+    resized back so the output always has the input's size. ``blend`` is how
+    overlapping tiles combine (:func:`siamgan.tiling.blend_window`).
     """
 
     tile_size: int | None = None
     overlap: int = 0
     scale: float = 1.0
     batch_size: int = 16
+    blend: str = "feather"
 
     def __post_init__(self) -> None:
         if self.tile_size is not None and (self.tile_size < 4 or self.tile_size % 4):
@@ -51,6 +53,8 @@ class TileConfig:
             raise ValueError("scale must be between 0.01 and 8")
         if self.batch_size < 1:
             raise ValueError("batch_size must be ≥ 1")
+        if self.blend not in BLENDS:
+            raise ValueError(f"blend must be one of {', '.join(BLENDS)}")
 
 
 def _to_bfloat16(module: torch.nn.Module, args: tuple) -> tuple:
@@ -192,7 +196,8 @@ class Stylizer:
         if t.scale != 1.0:
             work = resize(pixels, max(1, round(w * t.scale)), max(1, round(h * t.scale)))
         tile = t.tile_size or self.tile_size
-        out = tiled_apply(work, run, tile, min(t.overlap, tile - 4), t.batch_size, on_band)
+        out = tiled_apply(work, run, tile, min(t.overlap, tile - 4), t.batch_size, on_band,
+                          t.blend)
         return resize(out, w, h)
 
     def stylize(self, image: Image.Image, tiling: TileConfig | None = None) -> Image.Image:

@@ -68,11 +68,30 @@ def tile_starts(length: int, tile: int, stride: int) -> list[int]:
     return [i * stride for i in range(count)]
 
 
-def feather_window(tile: int, overlap: int) -> np.ndarray:
-    """1-D blending weights: a linear ramp over ``overlap`` pixels at each end, never 0."""
+BLENDS = ("feather", "crop")
+"""How overlapping tiles are combined; see :func:`blend_window`."""
+
+
+def blend_window(tile: int, overlap: int, blend: str = "feather", first: bool = False,
+                 last: bool = False) -> np.ndarray:
+    """1-D weights of a tile's pixels where tiles overlap, never 0.
+
+    ``feather``: a linear ramp over ``overlap`` pixels at each end, so neighbours
+    cross-fade. ``crop``: each pixel comes from the tile whose centre holds it; the
+    ``overlap`` pixels shared with a neighbour are split between them, half each
+    (Real-ESRGAN's tile padding), so every kept pixel had ``overlap/2`` pixels of
+    real surroundings on each side. The ``first`` and ``last`` tiles of a row or
+    column also keep their outer margin, which no other tile covers as well.
+    """
+    if blend not in BLENDS:
+        raise ValueError(f"blend must be one of {', '.join(BLENDS)}, got {blend!r}")
     if overlap <= 0:
         return np.ones(tile, np.float32)
     t = np.arange(tile, dtype=np.float32) + 0.5
+    if blend == "crop":
+        lo, hi = overlap // 2, tile - (overlap - overlap // 2)
+        keep = ((t > lo) | first) & ((t < hi) | last)
+        return np.where(keep, 1.0, 1e-6).astype(np.float32)
     ramp = np.minimum(t / overlap, (tile - t) / overlap)
     return np.clip(ramp, 0.0, 1.0).astype(np.float32)
 
@@ -89,12 +108,13 @@ def tiled_apply(
     overlap: int = 0,
     batch_size: int = 16,
     on_band: Callable[[int], None] | None = None,
+    blend: str = "feather",
 ) -> np.ndarray:
     """Run ``fn`` over an H×W×3 uint8 image tile by tile; return H×W×3 uint8.
 
     The image is reflect-padded (virtually) to whole tiles. With ``overlap > 0``
-    neighbouring tiles overlap by that many pixels and are cross-faded with a
-    linear feather; with ``overlap == 0`` tiles abut exactly as in training.
+    neighbouring tiles overlap by that many pixels and are combined as ``blend``
+    says (:func:`blend_window`); with ``overlap == 0`` tiles abut exactly as in training.
     Only one band of tile rows is ever held as float32.
     ``on_band(rows_done)`` is called after each band, for progress bars.
     """
@@ -107,12 +127,13 @@ def tiled_apply(
     ys, xs = tile_starts(h, tile, stride), tile_starts(w, tile, stride)
     padded_w = xs[-1] + tile
     cols = reflect_index(np.arange(padded_w), w)
-    win = feather_window(tile, overlap)
-    win_y = torch.from_numpy(win)[:, None]
-    win_2d = torch.from_numpy(np.outer(win, win))[None]  # 1×S×S, same for every tile
+    def window(i: int, n: int) -> torch.Tensor:  # of tile i of n along one axis
+        return torch.from_numpy(blend_window(tile, overlap, blend, i == 0, i == n - 1))
+
+    win_x = [window(j, len(xs)) for j in range(len(xs))]
     col_weight = torch.zeros(padded_w)
-    for x in xs:
-        col_weight[x : x + tile] += torch.from_numpy(win)
+    for x, wx in zip(xs, win_x):
+        col_weight[x : x + tile] += wx
 
     out = np.empty_like(pixels)
     # Accumulators for the band being finished: values and weights of tile rows
@@ -127,9 +148,10 @@ def tiled_apply(
         if outs.shape != tiles.shape:
             raise RuntimeError(f"tile function returned {tuple(outs.shape)}, "
                                f"expected {tuple(tiles.shape)}")
-        for x, o in zip(xs, outs):
-            acc[:, :, x : x + tile] += o * win_2d
-        acc_w += win_y
+        wy = window(i, len(ys))[:, None]
+        for x, wx, o in zip(xs, win_x, outs):
+            acc[:, :, x : x + tile] += o * (wy * wx)
+        acc_w += wy
         last = i == len(ys) - 1
         done = tile if last else stride
         top, bottom = y, min(y + done, h)

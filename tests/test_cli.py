@@ -176,3 +176,25 @@ def test_help_of_every_command(command, options):
     assert "Usage" in r.output
     for option in options:
         assert option in r.output, option
+
+
+def test_seams_are_folded_at_the_pitch_of_overlapping_tiles():
+    from siamgan.evaluate import seam_scores
+
+    class Darken(torch.nn.Module):  # every tile's first 4 columns 8% darker: a seam per tile
+        def forward(self, x):
+            x = x.clone()
+            x[..., :4] = (x[..., :4] + 1) * 0.92 - 1
+            return x
+
+    noise = np.random.default_rng(0).normal(0, 12, (256, 256, 3))
+    smooth = np.clip(np.linspace(60, 200, 256)[None, :, None] + noise, 0, 255).astype(np.uint8)
+    cfg = EvalConfig(seam_photos=1, seam_width=480, seam_height=240)
+    s = Stylizer(Darken(), tile_size=32)
+    abutting = seam_scores(s, [smooth], cfg, TileConfig())
+    cropped = seam_scores(s, [smooth], cfg, TileConfig(tile_size=40, overlap=16, blend="crop"))
+    feathered = seam_scores(s, [smooth], cfg, TileConfig(overlap=8))
+    control = cropped["input"][0]  # the same photo unstylized, folded at 24 px
+    assert abutting["period"] == 32 and abutting["max"] > 1.5
+    assert feathered["period"] == 24 and 1.2 * control < feathered["max"] < abutting["max"]
+    assert cropped["period"] == 24 and cropped["max"] == pytest.approx(control, rel=0.01)

@@ -12,7 +12,7 @@ from PIL import Image
 from siamgan import tiling
 from siamgan.images import to_pixels
 from siamgan.stylize import Stylizer, TileConfig
-from siamgan.tiling import combo, feather_window, merge_grid, split_grid, tiled_apply
+from siamgan.tiling import blend_window, combo, merge_grid, split_grid, tiled_apply
 
 TILE = 16
 
@@ -116,7 +116,7 @@ def test_combo_marks_tile_borders_exactly_at_the_seams(tile):
 
 @pytest.mark.parametrize("overlap", [0, 1, 4, 7, 8, 12, 15])
 def test_feather_window_positive_and_at_most_one(overlap):
-    win = feather_window(TILE, overlap)
+    win = blend_window(TILE, overlap)
     assert win.shape == (TILE,)
     assert (win > 0).all() and (win <= 1).all()
     if overlap:
@@ -130,7 +130,7 @@ def test_feather_windows_sum_to_a_constant_where_tiles_overlap(overlap):
     length = 10 * TILE
     total = np.zeros(length + TILE)
     for start in range(0, length, stride):
-        total[start : start + TILE] += feather_window(TILE, overlap)
+        total[start : start + TILE] += blend_window(TILE, overlap)
     # Away from the first and last tile every position is covered by full ramps.
     inner = total[TILE : length - TILE]
     np.testing.assert_allclose(inner, inner[0], rtol=1e-6)

@@ -95,3 +95,26 @@ def test_3x3_conv_matches_away_from_inner_tile_edges(layout):
     assert np.abs(tiled - reference)[mask].max(initial=0) <= 1
     if h <= tile and w <= tile:  # a single tile: everything must match
         assert mask.all()
+
+
+@FAST
+@given(layouts(min_side=5), st.integers(2, 4))
+def test_crop_blend_with_enough_overlap_matches_the_whole_image_everywhere(layout, radius):
+    """Each kept pixel had ≥ overlap/2 px of real surroundings: a model that looks no
+    further than that gives its whole-image output exactly, at tile edges too."""
+    pixels, tile, _, batch, seed = layout
+    overlap = 2 * radius + seed % 3
+    tile = max(tile, overlap + 4 - overlap % 4)
+    g = torch.Generator().manual_seed(seed)
+    k = 2 * radius + 1
+    weight, bias = torch.randn(3, 3, k, k, generator=g) * 0.1, torch.randn(3, generator=g) * 0.2
+
+    def conv(x):  # sides ≥ 5 > radius, as reflect padding needs
+        return torch.tanh(F.conv2d(F.pad(x, (radius,) * 4, mode="reflect"), weight, bias))
+
+    tiled = tiled_apply(pixels, conv, tile, overlap, batch, blend="crop").astype(int)
+    diff = np.abs(tiled - whole(conv, pixels).astype(int))
+    # Within `radius` of the image's own edges the whole-image model sees its padding,
+    # a last tile that ends just past the edge sees the tile's: not comparable there.
+    inner = diff[radius:-radius, radius:-radius]
+    assert inner.max(initial=0) <= 1
