@@ -60,9 +60,10 @@ def evaluate(stylizer: Stylizer, photos_dir: str | Path, paintings_dir: str | Pa
         return swd_pyramid(x, y, cfg.descriptors_per_image, cfg.seed)
 
     half = len(paintings) // 2
+    tile, overlap, blend = stylizer.layout(tiling)
     result: dict = {
         "photos": len(photos), "paintings": len(paintings), "config": asdict(cfg),
-        "tiling": asdict(tiling), "tile_size": tiling.tile_size or stylizer.tile_size,
+        "tiling": asdict(tiling), "tile_size": tile, "overlap": overlap, "blend": blend,
         "swd": {"photos": swd(photos, paintings), "stylized": swd(stylized, paintings),
                 "colour_transfer": swd(baseline, paintings),
                 "paintings_floor": swd(paintings[:half], paintings[half:])},
@@ -77,8 +78,8 @@ def evaluate(stylizer: Stylizer, photos_dir: str | Path, paintings_dir: str | Pa
 def seam_scores(stylizer: Stylizer, photos: list[np.ndarray], cfg: EvalConfig,
                 tiling: TileConfig) -> dict:
     """Seam score of large stylized photos, with the resized inputs as a control."""
-    tile = tiling.tile_size or stylizer.tile_size
-    exact = (tile - min(tiling.overlap, tile - 4)) / tiling.scale  # the tiles' pitch
+    tile, overlap, _ = stylizer.layout(tiling)
+    exact = (tile - overlap) / tiling.scale  # the tiles' pitch
     period = round(exact)
     inputs, outputs = [], []
     if photos and (period != exact or period % 8 or period < 16):
@@ -99,7 +100,9 @@ def seam_scores(stylizer: Stylizer, photos: list[np.ndarray], cfg: EvalConfig,
 def format_table(result: dict) -> str:
     """A plain-text table of an :func:`evaluate` result."""
     lines = [f"{result['photos']} held-out photos, {result['paintings']} paintings, "
-             f"tile {result['tile_size']}",
+             f"tile {result['tile_size']}"
+             + (f", overlap {result['overlap']} ({result['blend']})" if result.get("overlap")
+                else ""),
              "",
              f"{'SWD ×1e3 vs paintings':<24}{'image':>9}{'½ band':>9}{'¼ band':>9}{'mean':>9}"]
     names = {"photos": "raw photos", "stylized": "stylized",

@@ -35,7 +35,10 @@ class TileConfig:
     Combo model did in training. ``scale`` resizes the input before stylizing
     (smaller → larger brush strokes relative to the picture); the result is
     resized back so the output always has the input's size. ``blend`` is how
-    overlapping tiles combine (:func:`siamgan.tiling.blend_window`).
+    overlapping tiles combine (:func:`siamgan.tiling.blend_window`). ``seamless``
+    keeps the tile pitch but runs tiles 1.5× as wide and keeps only their centres
+    (``blend="crop"``): every kept pixel has a quarter tile of real surroundings,
+    which hides the seams, for about 2.25× the model work (:meth:`Stylizer.layout`).
     """
 
     tile_size: int | None = None
@@ -43,6 +46,7 @@ class TileConfig:
     scale: float = 1.0
     batch_size: int = 16
     blend: str = "feather"
+    seamless: bool = False
 
     def __post_init__(self) -> None:
         if self.tile_size is not None and (self.tile_size < 4 or self.tile_size % 4):
@@ -55,6 +59,8 @@ class TileConfig:
             raise ValueError("batch_size must be ≥ 1")
         if self.blend not in BLENDS:
             raise ValueError(f"blend must be one of {', '.join(BLENDS)}")
+        if self.seamless and (self.overlap or self.blend != "feather"):
+            raise ValueError("seamless sets the overlap and the blend itself")
 
 
 def _to_bfloat16(module: torch.nn.Module, args: tuple) -> tuple:
@@ -186,18 +192,25 @@ class Stylizer:
         t = tiling or TileConfig()
         if t.scale != 1.0:
             height, width = max(1, round(height * t.scale)), max(1, round(width * t.scale))
-        tile = t.tile_size or self.tile_size
-        stride = tile - min(t.overlap, tile - 4)
+        tile, overlap, _ = self.layout(t)
+        stride = tile - overlap
         return len(tile_starts(height, tile, stride)) * len(tile_starts(width, tile, stride))
+
+    def layout(self, tiling: TileConfig) -> tuple[int, int, str]:
+        """The (tile, overlap, blend) that ``tiling`` means for this style."""
+        pitch = tiling.tile_size or self.tile_size
+        if tiling.seamless:
+            tile = pitch + 4 * round(pitch / 8)  # 1.5 × pitch, a multiple of 4
+            return tile, tile - pitch, "crop"
+        return pitch, min(tiling.overlap, pitch - 4), tiling.blend
 
     def _tiled(self, pixels: np.ndarray, t: TileConfig, run, on_band=None) -> np.ndarray:
         h, w = pixels.shape[:2]
         work = pixels
         if t.scale != 1.0:
             work = resize(pixels, max(1, round(w * t.scale)), max(1, round(h * t.scale)))
-        tile = t.tile_size or self.tile_size
-        out = tiled_apply(work, run, tile, min(t.overlap, tile - 4), t.batch_size, on_band,
-                          t.blend)
+        tile, overlap, blend = self.layout(t)
+        out = tiled_apply(work, run, tile, overlap, t.batch_size, on_band, blend)
         return resize(out, w, h)
 
     def stylize(self, image: Image.Image, tiling: TileConfig | None = None) -> Image.Image:

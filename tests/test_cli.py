@@ -198,3 +198,20 @@ def test_seams_are_folded_at_the_pitch_of_overlapping_tiles():
     assert abutting["period"] == 32 and abutting["max"] > 1.5
     assert feathered["period"] == 24 and 1.2 * control < feathered["max"] < abutting["max"]
     assert cropped["period"] == 24 and cropped["max"] == pytest.approx(control, rel=0.01)
+
+
+def test_seamless_runs_wider_tiles_and_keeps_their_centres(tmp_path):
+    s = Stylizer(torch.nn.Identity(), tile_size=64)
+    assert s.layout(TileConfig(seamless=True)) == (96, 32, "crop")
+    assert s.layout(TileConfig(tile_size=32, seamless=True)) == (48, 16, "crop")
+    assert s.layout(TileConfig(overlap=100)) == (64, 60, "feather")  # capped below the tile
+    with pytest.raises(ValueError, match="seamless sets"):
+        TileConfig(seamless=True, overlap=8)
+    pixels = np.random.default_rng(0).integers(0, 256, (70, 150, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(s.stylize_array(pixels, TileConfig(seamless=True)), pixels)
+    assert s.tile_count(70, 150, TileConfig(seamless=True)) == 1 * 2  # 96-px tiles, pitch 64
+    src = tmp_path / "in.png"
+    Image.fromarray(pixels).save(src)
+    r = cli("stylize", str(src), "-o", str(tmp_path / "o.png"), "--weights", "x.safetensors",
+            "--seamless", "--overlap", "8")
+    assert r.exit_code == 2 and "seamless sets" in r.output
