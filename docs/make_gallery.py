@@ -46,7 +46,8 @@ def main() -> None:
         save(f"gallery-{i}-before.jpg", big, 1280)
         save(f"gallery-{i}-after.jpg", out, 1280)
         crop = np.s_[600:900, 1100:1500]  # full-resolution crop, 4 × 6 tiles
-        row = [big[crop], out[crop], style.stylize_array(big, TileConfig(overlap=16))[crop]]
+        row = [big[crop], out[crop], style.stylize_array(big, TileConfig(overlap=16))[crop],
+               style.stylize_array(big, TileConfig(seamless=True))[crop]]
         if ablation is not None:
             row.insert(2, ablation.stylize_array(big)[crop])
         save(f"gallery-{i}-crops.jpg", np.concatenate(row, axis=1))

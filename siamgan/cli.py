@@ -167,50 +167,6 @@ def train_cmd(
                  f"style {name!r} exported to")
 
 
-@app.command(name="refine-seams")
-def refine_cmd(
-    photos: Path = typer.Option(..., "--photos", help="Folder of photos (domain A)."),
-    name: str = typer.Option(..., "--name", help="Name of the refined style; the run goes to "
-                                                 "RUNS/NAME."),
-    style: str = typer.Option("vangogh", "--style", "-s",
-                              help="The style to refine (a name or a .safetensors path)."),
-    steps: int = typer.Option(2000, "--steps", min=1, help="Total refinement steps."),
-    batch: int = typer.Option(8, "--batch", min=1, help="Crops per batch."),
-    lr: float = typer.Option(5e-5, "--lr", help="Learning rate."),
-    context: int = typer.Option(32, "--context", min=0,
-                                help="Pixels of real surroundings the untiled teacher sees "
-                                     "around each crop (a multiple of 4)."),
-    holdout_every: int = typer.Option(0, "--holdout-every", min=0,
-                                      help="Keep every K-th photo (sorted) out, as in train."),
-    seed: int = typer.Option(0, "--seed", help="Random seed."),
-    sample_every: int = typer.Option(250, "--sample-every", min=1,
-                                     help="Steps between sample sheets."),
-    checkpoint_every: int = typer.Option(250, "--checkpoint-every", min=1,
-                                         help="Steps between checkpoints."),
-    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where run folders go."),
-    resume: bool = typer.Option(False, "--resume", help="Continue RUNS/NAME from its checkpoint."),
-    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
-) -> None:
-    """Fine-tune a style so tiled output matches the generator run on whole images (no seams).
-
-    No discriminator: the student learns, through the Combo model, the pixels the style's
-    own generator gives with real context around each tile (docs/training.md).
-    """
-    from .refine import RefineConfig, refine
-
-    try:
-        cfg = RefineConfig(style=style, steps=steps, batch_size=batch, lr=lr, context=context,
-                           holdout_every=holdout_every, seed=seed, sample_every=sample_every,
-                           checkpoint_every=checkpoint_every, device=device)
-    except ValueError as e:
-        fail(str(e), 2)
-    try:
-        run_training(lambda: refine(cfg, photos, name, runs_dir, resume), runs_dir / name,
-                     f"style {name!r} exported to")
-    except WeightsError as e:
-        fail(str(e), 2)
-
-
 @app.command(name="eval")
 def eval_cmd(
     photos: Path = typer.Option(..., "--photos", help="Folder of photos (domain A)."),

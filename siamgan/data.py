@@ -119,13 +119,11 @@ def load_collection(
 
 @dataclass
 class CropConfig:
-    """How training crops are drawn: side ``size`` px, from a region ``size/scale`` px
-    wide, the scale uniform in [``min_scale``, ``max_scale``] (>1 zooms in)."""
+    """How training crops are drawn: side ``size`` px, zoomed out by up to ``1/min_scale``."""
 
     size: int = 128
     min_scale: float = 0.5
     flip: bool = True
-    max_scale: float = 1.0
 
 
 class CropSampler:
@@ -149,8 +147,8 @@ class CropSampler:
         # start-up costs that dominated a training step when several ran at once.
         cfg, rng = self.config, self.rng
         h, w = img.shape[:2]
-        # A region of side size/scale resized to `size`: strokes seen at several scales.
-        scale = rng.uniform(cfg.min_scale, cfg.max_scale)
+        # A region of side size/scale shrunk to `size`: strokes seen at several scales.
+        scale = rng.uniform(cfg.min_scale, 1.0)
         side = min(h, w, max(1, round(cfg.size / scale)))
         y = int(rng.integers(0, h - side + 1))
         x = int(rng.integers(0, w - side + 1))
