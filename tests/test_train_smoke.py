@@ -145,3 +145,23 @@ def test_holdout_every_leaves_files_out_of_training(tmp_path):
     assert style.config["training"]["images_b"] == 3
     assert json.loads((tmp_path / "runs" / "held" / "config.json").read_text())[
         "holdout_every"] == 2
+
+
+def test_channels_last_models_train_like_contiguous_ones():
+    import torch
+
+    cfg = tiny()
+    runs = []
+    for layout in (torch.channels_last, torch.contiguous_format):
+        m = T.build_models(cfg, torch.device("cpu"))
+        for mod in (m.generator, m.discriminator, m.ema):
+            mod.to(memory_format=layout)
+        g = torch.Generator().manual_seed(0)
+        a, b = (torch.rand(2, 3, 16, 16, generator=g) * 2 - 1 for _ in range(2))
+        runs.append([T.train_step(m, a, b, cfg, step) for step in range(3)])
+    assert next(T.build_models(cfg, torch.device("cpu")).generator.parameters()).is_contiguous(
+        memory_format=torch.channels_last)
+    for fast, plain in zip(*runs):
+        assert fast.keys() == plain.keys()
+        for k in fast:
+            assert fast[k] == pytest.approx(plain[k], rel=1e-3, abs=1e-5), k
