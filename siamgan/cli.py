@@ -48,7 +48,7 @@ def stylize(
                                    "crop (each pixel from the tile it is central in)."),
     seamless: bool = typer.Option(False, "--seamless",
                                   help="Hide tile seams: tiles 1.5× as wide, only their "
-                                       "centres kept (--blend crop). About 2.25× slower."),
+                                       "centres kept (--blend crop). About 2× the time."),
     batch_size: int = typer.Option(16, "--batch-size", min=1,
                                    help="Tiles per forward pass; small images share "
                                         "passes. Halved automatically on out-of-memory."),
