@@ -15,7 +15,7 @@ from .convert import ConvertError, ConvertOptions, convert, expand_inputs, parse
 from .dcgan.cli import dcgan_app
 from .imagefiles import DEFAULT_MAX_PIXELS
 from .models import DiscriminatorConfig, GeneratorConfig
-from .stylize import Stylizer, TileConfig
+from .stylize import Stylizer, TileConfig, load_style
 from .train import TrainConfig, train
 from .weights_io import WeightsError, list_styles
 
@@ -126,6 +126,12 @@ def train_cmd(
     norm: str = typer.Option("pixel", "--norm", help="Generator norm: pixel, none, instance."),
     no_combo: bool = typer.Option(False, "--no-combo",
                                   help="Ablation: train G on whole crops, not via Combo."),
+    init_from: str = typer.Option(None, "--init-from",
+                                  help="Start G (and its EMA) from this style's weights; its "
+                                       "architecture replaces --channels/--res-blocks/--norm. "
+                                       "D starts fresh."),
+    d_warmup: int = typer.Option(0, "--d-warmup", min=0,
+                                 help="Train only D for the first N steps (for --init-from)."),
     sample_every: int = typer.Option(500, "--sample-every", min=1, help="Steps between samples."),
     checkpoint_every: int = typer.Option(500, "--checkpoint-every", min=1,
                                          help="Steps between checkpoints."),
@@ -143,10 +149,16 @@ def train_cmd(
                                        lr_d=lr_d, identity_weight=identity,
                                        mse_weight=mse, critic_weight=critic).items()
                  if v is not None}
+    generator = GeneratorConfig(channels, res_blocks, norm)
+    if init_from:
+        try:
+            generator = load_style(init_from)[0].config
+        except WeightsError as e:
+            fail(str(e), 2)
     common = dict(steps=steps, tile_size=tile, batch_size=batch, combo=not no_combo,
                   sample_every=sample_every, checkpoint_every=checkpoint_every, seed=seed,
                   holdout_every=holdout_every, min_crop_scale=min_crop_scale,
-                  device=device, generator=GeneratorConfig(channels, res_blocks, norm))
+                  device=device, generator=generator, init_from=init_from, d_warmup=d_warmup)
     # As deep as the crop allows: each stride-2 layer halves it, and a 4×4 kernel needs ≥ 2 px.
     d_layers = min(DiscriminatorConfig.layers, (2 * tile).bit_length() - 1)
     try:

@@ -69,6 +69,8 @@ class TrainConfig:
     checkpoint_every: int = 500
     device: str = "auto"
     recipe: str = "default"
+    init_from: str | None = None
+    d_warmup: int = 0
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
 
@@ -91,6 +93,8 @@ class TrainConfig:
                 f"discriminator: it needs tile_size ≥ {2 ** (self.discriminator.layers - 1)}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError("ema_decay must be in [0, 1)")
+        if self.d_warmup < 0:
+            raise ValueError("d_warmup must be ≥ 0")
 
     @property
     def crop_size(self) -> int:
@@ -131,13 +135,27 @@ def build_models(cfg: TrainConfig, device: torch.device) -> Models:
     # channels_last: crops arrive in that layout already (NHWC pixels), and the
     # convolutions run 1.4× faster in it on the CPU (benchmarks/NOTES.md).
     layout = torch.channels_last
-    gen = PatchGenerator(cfg.generator).to(device, memory_format=layout)
+    gen = PatchGenerator(cfg.generator)
+    if cfg.init_from:
+        gen.load_state_dict(initial_generator(cfg).state_dict())
+    gen = gen.to(device, memory_format=layout)
     disc = SiameseDiscriminator(cfg.discriminator).to(device, memory_format=layout)
     ema = copy.deepcopy(gen).eval().requires_grad_(False)
     betas = (cfg.beta1, cfg.beta2)
     return Models(gen, disc, ema,
                   torch.optim.Adam(gen.parameters(), cfg.lr_g, betas=betas),
                   torch.optim.Adam(disc.parameters(), cfg.lr_d, betas=betas))
+
+
+def initial_generator(cfg: TrainConfig) -> PatchGenerator:
+    """The generator of style ``cfg.init_from``; its architecture must be ``cfg.generator``."""
+    from .stylize import load_style  # stylize does not import train: no cycle, but keep it lazy
+
+    gen, config, path = load_style(cfg.init_from)
+    if gen.config != cfg.generator:
+        raise ValueError(f"--init-from {cfg.init_from}: its generator is {gen.config}, "
+                         f"this run's is {cfg.generator}")
+    return gen
 
 
 def translate(gen: nn.Module, crops: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
@@ -169,18 +187,39 @@ def train_step(m: Models, a: torch.Tensor, b: torch.Tensor, cfg: TrainConfig,
     # Generator: pull AB to the origin, keep transformation vectors. D is used
     # unwrapped and frozen so no gradient (or DDP reduction) is spent on it;
     # G's first call above ran under no_grad, so DDP expects this one backward only.
+    # During the D warm-up (a run that starts from a trained G) G is only scored.
+    warmup = step < cfg.d_warmup
     disc = unwrap(m.discriminator).requires_grad_(False)
     x = torch.cat([a, b]) if cfg.identity_weight else a
-    out = translate(m.generator, x, cfg)
+    with torch.set_grad_enabled(not warmup):
+        loss_g, stats = _generator_loss(disc, translate(m.generator, x, cfg), a, b, cfg)
+    stats = {"loss_d": loss_d.item(), "d_real": d_real.item(), "d_fake": d_fake.item(),
+             "cos_d": d_cos.item(), "norm_b": vb.detach().norm(dim=1).mean().item(), **stats}
+    if not warmup:
+        m.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        m.opt_g.step()
+        # A fresh run ramps the EMA up so early weights do not linger for thousands of
+        # steps; a run from a trained G starts its EMA there and keeps the full decay.
+        ramp = (1 + step) / (10 + step)
+        decay = cfg.ema_decay if cfg.init_from else min(cfg.ema_decay, ramp)
+        update_ema(m.ema, unwrap(m.generator), decay)
+    disc.requires_grad_(True)
+    stats["loss_g"] = loss_g.item()
+    return stats
+
+
+def _generator_loss(disc: nn.Module, out: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
+                    cfg: TrainConfig) -> tuple[torch.Tensor, dict]:
+    """G's loss on its translations ``out`` (of ``a``, then of ``b`` for the identity term)."""
+    n = a.shape[0]
     ab = out[:n]
     with torch.no_grad():
         va = disc(a)[0]
     vab, s_ab = disc(ab)
     g_adv, g_cos = losses.squared_norm(vab), losses.transformation_cosine(va, vab)
     loss_g = g_adv + cfg.cosine_weight * g_cos
-    stats = {"loss_d": loss_d.item(), "d_real": d_real.item(), "d_fake": d_fake.item(),
-             "cos_d": d_cos.item(), "g_adv": g_adv.item(), "cos_g": g_cos.item(),
-             "norm_b": vb.detach().norm(dim=1).mean().item(),
+    stats = {"g_adv": g_adv.item(), "cos_g": g_cos.item(),
              "norm_ab": vab.detach().norm(dim=1).mean().item()}
     if cfg.mse_weight:
         g_mse = losses.transformation_mse(va, vab)
@@ -194,14 +233,7 @@ def train_step(m: Models, a: torch.Tensor, b: torch.Tensor, cfg: TrainConfig,
         g_id = losses.identity_l1(out[n:], b)
         loss_g = loss_g + cfg.identity_weight * g_id
         stats["identity"] = g_id.item()
-    m.opt_g.zero_grad(set_to_none=True)
-    loss_g.backward()
-    m.opt_g.step()
-    disc.requires_grad_(True)
-    # Ramp the EMA up so early weights do not linger for thousands of steps.
-    update_ema(m.ema, unwrap(m.generator), min(cfg.ema_decay, (1 + step) / (10 + step)))
-    stats["loss_g"] = loss_g.item()
-    return stats
+    return loss_g, stats
 
 
 @torch.no_grad()

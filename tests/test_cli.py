@@ -215,3 +215,19 @@ def test_seamless_runs_wider_tiles_and_keeps_their_centres(tmp_path):
     r = cli("stylize", str(src), "-o", str(tmp_path / "o.png"), "--weights", "x.safetensors",
             "--seamless", "--overlap", "8")
     assert r.exit_code == 2 and "seamless sets" in r.output
+
+
+def test_train_init_from_takes_the_styles_generator(tmp_path, home):
+    a = folder(tmp_path / "a", 3, seed=1, size=(40, 50))
+    b = folder(tmp_path / "b", 3, seed=2, size=(40, 50))
+    runs = tmp_path / "runs"
+    base = ["train", "--a", str(a), "--b", str(b), "--runs-dir", str(runs), *TINY]
+    assert cli(*base, "--name", "first").exit_code == 0
+    r = cli(*base, "--name", "more", "--init-from", "first", "--d-warmup", "1",
+            "--channels", "8")  # the style's own architecture wins
+    assert r.exit_code == 0, r.output
+    cfg = json.loads((runs / "more" / "config.json").read_text())
+    assert cfg["init_from"] == "first" and cfg["d_warmup"] == 1
+    assert cfg["generator"]["channels"] == 4
+    r = cli(*base, "--name", "x", "--init-from", "no-such-style")
+    assert r.exit_code == 2 and "not found" in r.output

@@ -29,9 +29,8 @@ def _user_home(home):
 
 
 def tiny(steps: int = 3, **kw) -> T.TrainConfig:
-    kw = {"sample_every": 2, "checkpoint_every": 1, **kw}
+    kw = {"sample_every": 2, "checkpoint_every": 1, "generator": GeneratorConfig(4, 1), **kw}
     return T.TrainConfig(tile_size=8, batch_size=2, steps=steps, device="cpu",
-                         generator=GeneratorConfig(4, 1),
                          discriminator=DiscriminatorConfig(latent_dim=8, channels=4, layers=2),
                          **kw)
 
@@ -165,3 +164,22 @@ def test_channels_last_models_train_like_contiguous_ones():
         assert fast.keys() == plain.keys()
         for k in fast:
             assert fast[k] == pytest.approx(plain[k], rel=1e-3, abs=1e-5), k
+
+
+def test_init_from_a_style_starts_there_and_d_warmup_leaves_g_alone(tmp_path):
+    import torch
+
+    first = fit(tmp_path, tiny(steps=2), name="first")
+    start = Stylizer.from_style(str(first)).generator.state_dict()
+    run = tmp_path / "runs" / "second"
+    second = fit(tmp_path, tiny(steps=2, init_from=str(first), d_warmup=2), name="second")
+    after = Stylizer.from_style(str(second)).generator.state_dict()
+    for k in start:  # two warm-up steps: D trained, G and its EMA untouched
+        torch.testing.assert_close(after[k], start[k])
+    assert {"loss_d", "loss_g", "g_adv"} <= set(stats(run)[-1])
+    third = fit(tmp_path, tiny(steps=2, init_from=str(first)), name="third")
+    moved = Stylizer.from_style(str(third)).generator.state_dict()
+    assert any(not torch.equal(moved[k], start[k]) for k in start)
+    with pytest.raises(ValueError, match="its generator is"):
+        fit(tmp_path, tiny(steps=1, init_from=str(first), generator=GeneratorConfig(8, 1)),
+            name="bad")
