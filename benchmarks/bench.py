@@ -1,7 +1,7 @@
 """siamgan against CycleGAN's resnet_9blocks and Johnson's TransformerNet: speed, memory, limit.
 
     python -m benchmarks.bench [--sizes 1,4,12,50] [--threads 2] [--time-cap 300]
-                               [--json out.json] [--smoke] [--tune]
+                               [--json out.json] [--smoke] [--tune] [--device cuda]
 
 Every measurement runs in a child process of its own (``--child SPEC``), so the
 peak RSS it reports (``VmHWM``, reset once the input exists) belongs to that
@@ -14,6 +14,8 @@ A case that would not fit is reported, never dropped: the parent predicts its
 memory (measured RSS at the previous size scaled by area, else an activation
 count) and its time (the previous size's rate) and skips it with the reason;
 the child also runs under an address-space limit and a timeout.
+
+``--device cuda`` measures the same table on a GPU (:mod:`benchmarks.bench_gpu`).
 
 ``--tune`` measures siamgan's speed options instead (layout, precision, tile
 batch, threads, optionally ``--tune-compile``) and bf16's error against
@@ -37,6 +39,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "vangogh2photo"
 SHIPPED = REPO / "weights" / "vangogh.safetensors"
+EXAMPLE = REPO / "examples" / "rocket.jpg"
 MODELS = ("siamgan", "cyclegan-resnet9", "transformernet")
 RESULT = "BENCH-RESULT "
 SMOKE_MP = 0.05
@@ -136,11 +139,12 @@ def photos() -> list[Path]:
     return sorted(folder.glob("*.jpg")) if folder.is_dir() else []
 
 
-def make_photo(width: int, height: int, index: int = 0):
-    """A real photo resized up to width×height, or a synthetic one without the data."""
+def make_photo(width: int, height: int, index: int = 0, fallback: Path | None = None):
+    """A real photo resized up to width×height (from the data set, else ``fallback`` if
+    given), or a synthetic one."""
     import numpy as np
     from PIL import Image
-    found = photos()
+    found = photos() or ([fallback] if fallback and fallback.is_file() else [])
     if found:
         with Image.open(found[index % len(found)]) as im:
             small = im.convert("RGB")
@@ -332,23 +336,24 @@ def _train_in(tmp: Path, spec: dict) -> dict:
     from siamgan.train import TrainConfig, train
     if spec["smoke"] or not DATA.is_dir():
         from PIL import Image
+        width, height = spec.get("synthetic_size", (96, 64))
         for domain in ("a", "b"):
             (tmp / domain).mkdir()
             for i in range(3):
-                Image.fromarray(make_photo(96, 64, i)).save(tmp / domain / f"{i}.png")
+                Image.fromarray(make_photo(width, height, i)).save(tmp / domain / f"{i}.png")
         a, b = tmp / "a", tmp / "b"
     else:
         a, b = DATA / "photo", DATA / "vangogh"
     tiny = dict(tile_size=8, batch_size=2, generator=GeneratorConfig(4, 1),
                 discriminator=DiscriminatorConfig(8, 4, 2)) if spec["smoke"] else {}
     cfg = TrainConfig(steps=spec["steps"], sample_every=10**9, checkpoint_every=10**9,
-                      device="cpu", **tiny)
+                      device=spec.get("device", "cpu"), **tiny)
     torch.manual_seed(0)
     t0 = time.perf_counter()
     train(cfg, a, b, "bench", tmp / "runs", export=False, progress=False)
     wall = time.perf_counter() - t0
     rows = [json.loads(ln) for ln in (tmp / "runs" / "bench" / "stats.jsonl").open()]
-    timed = rows[1:] or rows  # the first step pays one-off start-up costs
+    timed = rows[spec.get("warm_steps", 1):] or rows  # the first steps pay one-off start-up
     step_s = sum(r["step_s"] for r in timed)
     return {"steps": len(rows), "batch_size": cfg.batch_size, "tile_size": cfg.tile_size,
             "steps_per_s": len(timed) / step_s, "data_wait_share": sum(r["data_s"] for r in timed)
@@ -496,7 +501,8 @@ def add_derived(result: dict) -> None:
         if name == "siamgan":  # tiles cover the image padded to whole tiles
             px = -(-r["width"] // 64) * -(-r["height"] // 64) * 64 * 64
         r["gflops"] = 2 * result["models"][name]["macs_per_pixel"] * px / r["seconds"] / 1e9
-        precision = "bfloat16" if r["key"].endswith("bfloat16") else "float32"
+        precision = r.get("ceiling") or ("bfloat16" if r["key"].endswith("bfloat16")
+                                         else "float32")
         if ceiling := result["matmul"].get(f"{precision}_gflops"):
             r["matmul_fraction"] = r["gflops"] / ceiling
         # Beyond the uint8 output image (the input is already in the base): for siamgan a
@@ -665,6 +671,9 @@ def _num(v, fmt: str) -> str:
 
 
 def format_tables(res: dict) -> str:
+    if res["config"].get("device", "cpu") != "cpu":
+        from benchmarks.bench_gpu import format_tables_gpu
+        return format_tables_gpu(res)
     m = res["machine"]
     mm = res["matmul"]
     busy = m.get("other_load_cores", 0)
@@ -724,16 +733,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--sizes", help="megapixels, comma-separated (default 1,4,12,50; "
                    "--tune: 4)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    p.add_argument("--time-cap", type=float, default=300, help="seconds per case")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="cuda: the same table on a GPU (benchmarks/bench_gpu.py)")
+    unset = argparse.SUPPRESS  # defaults that depend on --device, resolved below
+    p.add_argument("--time-cap", type=float, default=unset,
+                   help="seconds per case (default 300; cuda 30)")
     p.add_argument("--json", type=Path, help="write all results here")
     p.add_argument("--smoke", action="store_true", help=f"tiny models at {SMOKE_MP} MP")
     p.add_argument("--models", default=",".join(MODELS))
-    p.add_argument("--precisions", default="float32,bfloat16", help="siamgan's precisions")
-    p.add_argument("--batch-size", type=int, default=16, help="siamgan tiles per forward")
+    p.add_argument("--precisions", default=unset, help="siamgan's precisions (default "
+                   "float32,bfloat16; cuda: float32,bfloat16,bfloat16-autocast,float16)")
+    p.add_argument("--peer-precisions", default=unset, help="cuda only: the peers' precisions "
+                   "(default float32,bfloat16; bfloat16 = autocast)")
+    p.add_argument("--batch-size", type=int, default=unset,
+                   help="siamgan tiles per forward (default 16; cuda 256)")
+    p.add_argument("--no-cudnn-benchmark", action="store_true",
+                   help="cuda: leave cuDNN autotuning off in the model cases")
     p.add_argument("--mem-limit-gb", type=float,
                    default=round(max(meminfo("MemAvailable") / 2**30 - 1.5, 1.0), 1),
                    help="cases predicted to need more are skipped; children fail above it")
-    p.add_argument("--train-steps", type=int, default=6)
+    p.add_argument("--train-steps", type=int, default=unset,
+                   help="default 6; cuda 30, of which the first 3 are not timed")
     p.add_argument("--no-train", action="store_true")
     p.add_argument("--no-command", action="store_true")
     p.add_argument("--jobs", type=int, default=1,
@@ -752,7 +772,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.sizes = [SMOKE_MP] if args.smoke else [float(s) for s in (args.sizes or default)
                                                   .split(",")]
     args.models = args.models.split(",")
+    cuda = args.device == "cuda"
+    defaults = {"time_cap": 30.0 if cuda else 300.0, "batch_size": 256 if cuda else 16,
+                "train_steps": 30 if cuda else 6,
+                "precisions": "float32,bfloat16,bfloat16-autocast,float16" if cuda
+                else "float32,bfloat16", "peer_precisions": "float32,bfloat16" if cuda
+                else "float32"}
+    for name, value in defaults.items():
+        if not hasattr(args, name):
+            setattr(args, name, value)
     args.precisions = args.precisions.split(",")
+    args.peer_precisions = args.peer_precisions.split(",")
+    if cuda:
+        from benchmarks.bench_gpu import PEER_PRECISIONS, PRECISIONS
+        if bad := set(args.precisions) - set(PRECISIONS):
+            p.error(f"--device cuda: unknown precisions {sorted(bad)}; use {PRECISIONS}")
+        if bad := set(args.peer_precisions) - set(PEER_PRECISIONS):
+            p.error(f"--device cuda: unknown peer precisions {sorted(bad)}")
+        if args.tune or args.tune_compile or args.jobs > 1:
+            p.error("--device cuda runs neither --tune nor --jobs")
+    elif args.peer_precisions != ["float32"]:
+        p.error("--peer-precisions needs --device cuda (on the CPU the peers run float32)")
     if args.jobs > 1 and args.in_process:
         p.error("--jobs needs child processes; drop --in-process")
     if unknown := set(args.models) - set(MODELS):
@@ -763,7 +803,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     if args.child:
-        print(RESULT + json.dumps(run_case(json.loads(args.child))), flush=True)
+        spec = json.loads(args.child)
+        if spec["kind"] == "group":  # --device cuda: several cases, one line each
+            from benchmarks.bench_gpu import child_main
+            child_main(spec)
+        else:
+            print(RESULT + json.dumps(run_case(spec)), flush=True)
         return {}
     if args.render:
         res = json.loads(args.render.read_text())
@@ -778,6 +823,10 @@ def main(argv: list[str] | None = None) -> dict:
                          "compile": args.tune_compile, "rounds": args.rounds}, 3600)
         res["machine"] = machine_info
         print(format_tune(res) if res["status"] == "ok" else res)
+    elif args.device == "cuda":
+        from benchmarks.bench_gpu import run_benchmark_gpu
+        res = run_benchmark_gpu(args)
+        print(format_tables(res))
     else:
         res = run_benchmark(args)
         print(format_tables(res))

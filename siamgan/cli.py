@@ -15,7 +15,7 @@ from .convert import ConvertError, ConvertOptions, convert, expand_inputs, parse
 from .dcgan.cli import dcgan_app
 from .imagefiles import DEFAULT_MAX_PIXELS
 from .models import DiscriminatorConfig, GeneratorConfig
-from .stylize import Stylizer, TileConfig, load_style
+from .stylize import Stylizer, TileConfig, load_style, resolve_device
 from .train import TrainConfig, train
 from .weights_io import WeightsError, list_styles
 
@@ -49,9 +49,10 @@ def stylize(
     seamless: bool = typer.Option(False, "--seamless",
                                   help="Hide tile seams: tiles 1.5× as wide, only their "
                                        "centres kept (--blend crop). About 2× the time."),
-    batch_size: int = typer.Option(16, "--batch-size", min=1,
-                                   help="Tiles per forward pass; small images share "
-                                        "passes. Halved automatically on out-of-memory."),
+    batch_size: int = typer.Option(None, "--batch-size", min=1,
+                                   help="Tiles per forward pass (default 16 on the CPU, 256 "
+                                        "on a GPU); small images share passes. Halved "
+                                        "automatically on out-of-memory."),
     out_format: str = typer.Option(None, "--format",
                                    help="Write every output as jpg, png or webp "
                                         "(default: keep each input's format and name)."),
@@ -86,6 +87,8 @@ def stylize(
     if (style is None) == (weights is None):
         fail("give exactly one of --style NAME or --weights FILE", 2)
     try:
+        if batch_size is None:
+            batch_size = 16 if resolve_device(device).type == "cpu" else 256
         options = ConvertOptions(out_format, quality, overwrite, max_pixels,
                                  TileConfig(tile, overlap, scale, batch_size, blend, seamless),
                                  progress=True, log=lambda line: tqdm.write(line, file=sys.stderr),

@@ -24,11 +24,15 @@ def to_model_range(pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
     return t.div_(127.5).sub_(1.0)
 
 
+def quantize(tensor: torch.Tensor) -> torch.Tensor:
+    """Float tensor (…×C×H×W) in [-1, 1] → uint8 tensor (…×H×W×C) on the same device."""
+    t = tensor.detach().to(torch.float32).add(1.0).mul_(127.5).round_().clamp_(0, 255)
+    return t.to(torch.uint8).movedim(-3, -1)
+
+
 def to_pixels(tensor: torch.Tensor) -> np.ndarray:
     """Float tensor (…×C×H×W) in [-1, 1] → uint8 array (…×H×W×C), rounded and clipped."""
-    t = tensor.detach().to("cpu", torch.float32)
-    t = t.add(1.0).mul_(127.5).round_().clamp_(0, 255)
-    return t.to(torch.uint8).movedim(-3, -1).contiguous().numpy()
+    return quantize(tensor.detach().to("cpu")).contiguous().numpy()
 
 
 def list_images(root: str | Path) -> list[Path]:

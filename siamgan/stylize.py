@@ -156,7 +156,7 @@ class Stylizer:
     @torch.inference_mode()
     def _run_tiles(self, tiles: torch.Tensor) -> torch.Tensor:
         x = tiles.to(self.device).contiguous(memory_format=self.memory_format)
-        return self._forward(x).float().cpu()
+        return self._forward(x).float().to(tiles.device)
 
     def stylize_array(self, pixels: np.ndarray, tiling: TileConfig | None = None,
                       on_band=None) -> np.ndarray:
@@ -210,7 +210,9 @@ class Stylizer:
         if t.scale != 1.0:
             work = resize(pixels, max(1, round(w * t.scale)), max(1, round(h * t.scale)))
         tile, overlap, blend = self.layout(t)
-        out = tiled_apply(work, run, tile, overlap, t.batch_size, on_band, blend)
+        # On a GPU the tiler works there too: the host only sends and receives images.
+        device = None if self.device.type == "cpu" else self.device
+        out = tiled_apply(work, run, tile, overlap, t.batch_size, on_band, blend, device)
         return resize(out, w, h)
 
     def stylize(self, image: Image.Image, tiling: TileConfig | None = None) -> Image.Image:

@@ -17,10 +17,11 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import torch
 
-from .images import to_model_range, to_pixels
+from .images import quantize, to_model_range, to_pixels
 
 TileFn = Callable[[torch.Tensor], torch.Tensor]
-"""Maps a batch of tiles (N×3×S×S, float32 in [-1, 1], CPU) to the same shape."""
+"""Maps a batch of tiles (N×3×S×S, float32 in [-1, 1]) to the same shape, on the same
+device (the CPU, or :func:`tiled_apply`'s ``device``)."""
 
 
 def split_grid(x: torch.Tensor, tile: int) -> torch.Tensor:
@@ -109,6 +110,7 @@ def tiled_apply(
     batch_size: int = 16,
     on_band: Callable[[int], None] | None = None,
     blend: str = "feather",
+    device: torch.device | str | None = None,
 ) -> np.ndarray:
     """Run ``fn`` over an H×W×3 uint8 image tile by tile; return H×W×3 uint8.
 
@@ -117,6 +119,11 @@ def tiled_apply(
     says (:func:`blend_window`); with ``overlap == 0`` tiles abut exactly as in training.
     Only one band of tile rows is ever held as float32.
     ``on_band(rows_done)`` is called after each band, for progress bars.
+
+    By default the tiling runs on the CPU in NumPy. With a ``device`` (a GPU), the
+    uint8 image is copied there once and the bands are gathered, blended and
+    rounded there, so the host only sends the image and receives the result; the
+    float32 memory is still one band. The arithmetic is the same either way.
     """
     if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype != np.uint8:
         raise ValueError("tiled_apply expects an H×W×3 uint8 array")
@@ -126,23 +133,29 @@ def tiled_apply(
     stride = tile - overlap
     ys, xs = tile_starts(h, tile, stride), tile_starts(w, tile, stride)
     padded_w = xs[-1] + tile
-    cols = reflect_index(np.arange(padded_w), w)
+    dev = torch.device(device or "cpu")
+    # The same indexing serves a NumPy array (host) and a tensor (device).
+    index = (lambda a: a) if device is None else (lambda a: torch.as_tensor(a, device=dev))
+    src = pixels if device is None else torch.tensor(pixels, device=dev)
+    cols = index(reflect_index(np.arange(padded_w), w))
+
     def window(i: int, n: int) -> torch.Tensor:  # of tile i of n along one axis
-        return torch.from_numpy(blend_window(tile, overlap, blend, i == 0, i == n - 1))
+        return torch.from_numpy(blend_window(tile, overlap, blend, i == 0, i == n - 1)).to(dev)
 
     win_x = [window(j, len(xs)) for j in range(len(xs))]
-    col_weight = torch.zeros(padded_w)
+    col_weight = torch.zeros(padded_w, device=dev)
     for x, wx in zip(xs, win_x):
         col_weight[x : x + tile] += wx
 
-    out = np.empty_like(pixels)
+    out = np.empty_like(pixels) if device is None else torch.empty_like(src)
+    emit = to_pixels if device is None else quantize
     # Accumulators for the band being finished: values and weights of tile rows
     # that overlap it. They hold `tile` rows, shifted up by `stride` per band.
-    acc = torch.zeros(3, tile, padded_w)
-    acc_w = torch.zeros(tile, 1)
+    acc = torch.zeros(3, tile, padded_w, device=dev)
+    acc_w = torch.zeros(tile, 1, device=dev)
     for i, y in enumerate(ys):
-        rows = reflect_index(np.arange(y, y + tile), h)
-        band = to_model_range(pixels[rows][:, cols])  # 3×S×padded_w
+        rows = index(reflect_index(np.arange(y, y + tile), h))
+        band = to_model_range(src[rows][:, cols])  # 3×S×padded_w
         tiles = torch.stack([band[:, :, x : x + tile] for x in xs])
         outs = torch.cat([fn(b) for b in _batches(tiles, batch_size)])
         if outs.shape != tiles.shape:
@@ -158,11 +171,11 @@ def tiled_apply(
         if bottom > top:
             n = bottom - top
             blended = acc[:, :n] / (acc_w[:n] * col_weight)
-            out[top:bottom] = to_pixels(blended[:, :, :w])
-        acc = torch.cat([acc[:, done:], torch.zeros(3, done, padded_w)], dim=1)
-        acc_w = torch.cat([acc_w[done:], torch.zeros(done, 1)])
+            out[top:bottom] = emit(blended[:, :, :w])
+        acc = torch.cat([acc[:, done:], torch.zeros(3, done, padded_w, device=dev)], dim=1)
+        acc_w = torch.cat([acc_w[done:], torch.zeros(done, 1, device=dev)])
         if on_band is not None:
             on_band(bottom)
         if bottom >= h:
             break
-    return out
+    return out if device is None else out.cpu().numpy()

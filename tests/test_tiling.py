@@ -253,3 +253,23 @@ def test_tiled_apply_works_one_band_at_a_time(monkeypatch, h, w, overlap):
     assert all(s[0] <= TILE and s[1] < w + TILE for s in converted)
     assert len(converted) == len(bands)
     assert rows_reported == sorted(set(rows_reported)) and rows_reported[-1] == h
+
+
+@pytest.mark.parametrize("overlap, blend", [(0, "feather"), (4, "feather"), (6, "crop")])
+def test_tiled_apply_on_a_device_matches_the_host_path(overlap, blend):
+    # The device path (image uploaded once, bands gathered and blended in torch)
+    # is exercised here with the CPU as the "device"; it must give the same bytes.
+    pixels = noise(37, 53, seed=3)
+    conv = torch.nn.Conv2d(3, 3, 3, padding=1, padding_mode="reflect")
+    torch.nn.init.normal_(conv.weight, std=0.3)
+
+    def fn(tiles: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return torch.tanh(conv(tiles))
+
+    host = tiled_apply(pixels, fn, TILE, overlap, 3, blend=blend)
+    calls = []
+    on_device = tiled_apply(pixels, fn, TILE, overlap, 3, calls.append, blend, device="cpu")
+    assert isinstance(on_device, np.ndarray) and on_device.dtype == np.uint8
+    np.testing.assert_array_equal(on_device, host)
+    assert calls[-1] == 37
