@@ -122,8 +122,14 @@ def train_cmd(
     mse: float = typer.Option(None, "--mse", help="TraVeLGAN MSE weight on the transformation "
                                                   "vectors (default 1)."),
     critic: float = typer.Option(None, "--critic", help="Scalar hinge-critic weight (default 1)."),
+    seam: float = typer.Option(None, "--seam",
+                               help="Weight of the seam term: the pixel steps at the Combo "
+                                    "tiles' joins should match the steps elsewhere (default 0)."),
     min_crop_scale: float = typer.Option(0.5, "--min-crop-scale", min=0.05, max=1.0,
                                          help="Crops are zoomed out by up to 1/this."),
+    zoom_a: float = typer.Option(None, "--zoom-a", min=1.0,
+                                 help="Half the photo crops enlarged by up to this factor, "
+                                      "like the flat tiles of large photos (default 1: none)."),
     channels: int = typer.Option(32, "--channels", min=4, help="Generator base width."),
     res_blocks: int = typer.Option(4, "--res-blocks", min=0, help="Generator residual blocks."),
     norm: str = typer.Option("pixel", "--norm", help="Generator norm: pixel, none, instance."),
@@ -143,14 +149,18 @@ def train_cmd(
                                            "for `siamgan eval`; 0 uses all."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where run folders go."),
-    resume: bool = typer.Option(False, "--resume", help="Continue RUNS/NAME from its checkpoint."),
+    resume: bool = typer.Option(False, "--resume",
+                                help="Continue RUNS/NAME from its checkpoint, with its config; "
+                                     "loss weights, learning rates and --zoom-a given with "
+                                     "it change (logged in config.json)."),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config and exit."),
 ) -> None:
     """Learn a style from two folders of unpaired images (photos → paintings)."""
     overrides = {k: v for k, v in dict(margin=margin, cosine_weight=cosine_weight, lr_g=lr_g,
                                        lr_d=lr_d, identity_weight=identity,
-                                       mse_weight=mse, critic_weight=critic).items()
+                                       mse_weight=mse, critic_weight=critic,
+                                       seam_weight=seam, zoom_a=zoom_a).items()
                  if v is not None}
     generator = GeneratorConfig(channels, res_blocks, norm)
     if init_from:
@@ -178,7 +188,10 @@ def train_cmd(
     if dry_run:
         typer.echo(json.dumps(asdict(cfg), indent=2))
         return
-    run_training(lambda: train(cfg, a, b, name, runs_dir, resume), runs_dir / name,
+    # With --resume, the weights and rates given here change the checkpoint's (logged).
+    changes = overrides if resume else None
+    run_training(lambda: train(cfg, a, b, name, runs_dir, resume, changes=changes),
+                 runs_dir / name,
                  f"style {name!r} exported to")
 
 

@@ -24,7 +24,7 @@ def run_training(train: Callable[[], Path], run_dir: Path, done: str) -> None:
     """Run a trainer with the CLI's exit codes: 2 bad data, 1 diverged, 130 Ctrl-C."""
     try:
         path = train()
-    except (DataError, FileNotFoundError) as e:
+    except (DataError, FileNotFoundError, ValueError) as e:
         fail(str(e), 2)
     except TrainingDiverged as e:
         fail(str(e), 1)

@@ -119,11 +119,16 @@ def load_collection(
 
 @dataclass
 class CropConfig:
-    """How training crops are drawn: side ``size`` px, zoomed out by up to ``1/min_scale``."""
+    """How training crops are drawn: side ``size`` px, zoomed out by up to ``1/min_scale``.
+
+    With ``max_zoom > 1`` half the crops are instead enlarged, by a factor drawn
+    log-uniformly from [1, ``max_zoom``]: the nearly flat tiles of a large photo.
+    """
 
     size: int = 128
     min_scale: float = 0.5
     flip: bool = True
+    max_zoom: float = 1.0
 
 
 class CropSampler:
@@ -149,6 +154,8 @@ class CropSampler:
         h, w = img.shape[:2]
         # A region of side size/scale shrunk to `size`: strokes seen at several scales.
         scale = rng.uniform(cfg.min_scale, 1.0)
+        if cfg.max_zoom > 1 and rng.random() < 0.5:  # no extra draw otherwise: same crops
+            scale = float(np.exp(rng.uniform(0.0, np.log(cfg.max_zoom))))
         side = min(h, w, max(1, round(cfg.size / scale)))
         y = int(rng.integers(0, h - side + 1))
         x = int(rng.integers(0, w - side + 1))

@@ -8,6 +8,8 @@ All functions take B×L latent batches and return a scalar averaged over B.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -50,3 +52,44 @@ def hinge_g(fake_score: torch.Tensor) -> torch.Tensor:
 def identity_l1(translated: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
     """G applied to a painting should leave it alone (keeps the palette varied)."""
     return (translated - original).abs().mean()
+
+
+def _step_profile(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """Mean absolute difference between neighbouring pixels along ``dim`` (-1 or -2),
+    as a profile over positions: entry p is the step from pixel p to pixel p + 1."""
+    steps = x.diff(dim=dim).abs()
+    other = [d for d in range(steps.dim()) if d != steps.dim() + dim]
+    return steps.mean(dim=other)
+
+
+def seam_contrast(x: torch.Tensor, tile: int) -> torch.Tensor:
+    """How far the pixel steps at each position of a tile differ from the others'.
+
+    ``x`` is a B×C×H×W batch of Combo outputs made of ``tile``-pixel tiles. For each
+    direction the mean |step| between neighbouring pixels is taken at every position
+    (over the batch, channels and the other axis) and folded by ``tile``: phase
+    ``tile − 1`` is the step across the join between two tiles, the others lie inside
+    a tile. Each phase is compared with the mean of the other phases congruent to it
+    mod 8 (so patterns of period 2, 4 or 8, the generator's own and JPEG's, cancel),
+    as ``metrics.seam_score`` does; the loss is the squared log-ratios summed over the
+    phases (one phase at twice its class's level gives about 0.5). 0 when no
+    position of the tile grid stands out, whether too sharp (a line) or too flat (a
+    blur), at the join or a few pixels inside it.
+    """
+    group = math.gcd(tile, 8)
+    if tile // group < 2 or x.shape[-1] % tile or x.shape[-2] % tile:
+        raise ValueError(f"seam_contrast needs whole tiles of a multiple of 8 px, at least "
+                         f"16 (or of 4 px, at least 8); got tile {tile} for a "
+                         f"{x.shape[-2]}×{x.shape[-1]} image")
+    phase = None
+    terms = []
+    for dim in (-1, -2):
+        profile = _step_profile(x, dim)
+        if phase is None or phase.shape[0] != profile.shape[0]:
+            phase = torch.arange(profile.shape[0], device=x.device) % tile
+        folded = torch.zeros(tile, device=x.device).index_add_(0, phase, profile)
+        folded = folded / torch.bincount(phase, minlength=tile) + 1e-6
+        classes = folded.view(tile // group, group)  # row r, column c: phase r·group + c
+        others = (classes.sum(0, keepdim=True) - classes) / (tile // group - 1)
+        terms.append((classes.log() - others.log()).pow(2).sum())
+    return torch.stack(terms).mean()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import math
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -45,6 +46,7 @@ class TrainConfig:
     The default recipe adds what stabilised training here: spectral norm in D,
     TraVeLGAN's MSE on the transformation vectors, a scalar hinge critic, an
     identity term on paintings, and an exponential moving average of G.
+    ``seam_weight`` adds :func:`losses.seam_contrast` on the Combo outputs.
     """
 
     tile_size: int = 64
@@ -59,9 +61,11 @@ class TrainConfig:
     mse_weight: float = 1.0
     critic_weight: float = 1.0
     identity_weight: float = 1.0
+    seam_weight: float = 0.0
     ema_decay: float = 0.999
     combo: bool = True
     min_crop_scale: float = 0.5
+    zoom_a: float = 1.0
     max_image_side: int = 512
     holdout_every: int = 0
     seed: int = 0
@@ -93,6 +97,10 @@ class TrainConfig:
                 f"discriminator: it needs tile_size ≥ {2 ** (self.discriminator.layers - 1)}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError("ema_decay must be in [0, 1)")
+        if self.seam_weight and not self.combo:
+            raise ValueError("seam_weight > 0 needs the Combo model (no seams without it)")
+        if self.zoom_a < 1:
+            raise ValueError("zoom_a must be ≥ 1")
         if self.d_warmup < 0:
             raise ValueError("d_warmup must be ≥ 0")
 
@@ -233,6 +241,10 @@ def _generator_loss(disc: nn.Module, out: torch.Tensor, a: torch.Tensor, b: torc
         g_id = losses.identity_l1(out[n:], b)
         loss_g = loss_g + cfg.identity_weight * g_id
         stats["identity"] = g_id.item()
+    if cfg.seam_weight:
+        g_seam = losses.seam_contrast(ab, cfg.tile_size)
+        loss_g = loss_g + cfg.seam_weight * g_seam
+        stats["seam"] = g_seam.item()
     return loss_g, stats
 
 
@@ -270,10 +282,13 @@ def _sample_sheet(ema: nn.Module, fixed: torch.Tensor, whole: np.ndarray,
 
 def train(cfg: TrainConfig, a_dir: str | Path, b_dir: str | Path, name: str,
           runs_dir: str | Path = "runs", resume: bool = False,
-          export: bool = True, progress: bool = True) -> Path:
+          export: bool = True, progress: bool = True, changes: dict | None = None) -> Path:
     """Train a style from folder ``a_dir`` (photos) to ``b_dir`` (paintings).
 
     Writes ``runs_dir/name/`` and returns the exported ``.safetensors`` path.
+    A resumed run keeps its checkpoint's config, except ``steps``, ``device`` and
+    the fields in ``changes`` (loss weights, learning rates: see
+    :data:`RESUME_CHANGES`); each change is logged in ``config.json``.
     Ctrl-C finishes the current step, saves a checkpoint and raises
     KeyboardInterrupt (a second Ctrl-C stops at once); a NaN/Inf loss raises
     :class:`TrainingDiverged` and keeps the last good checkpoint.
@@ -284,11 +299,28 @@ def train(cfg: TrainConfig, a_dir: str | Path, b_dir: str | Path, name: str,
     """
     with distributed.session(cfg.device) as device:
         return _train(cfg, a_dir, b_dir, name, Path(runs_dir) / name, resume, export,
-                      progress, device)
+                      progress, device, changes or {})
+
+
+RESUME_CHANGES = ("margin", "cosine_weight", "mse_weight", "critic_weight", "identity_weight",
+                  "seam_weight", "lr_g", "lr_d", "zoom_a")
+"""Config fields a resumed run may change: the objective's weights, the learning rates
+and the photo crops' zoom."""
+
+
+def _resumed_config(saved: dict, cfg: TrainConfig, changes: dict) -> tuple[TrainConfig, dict]:
+    """The checkpoint's config with this call's steps/device and ``changes``; and what changed."""
+    if unknown := set(changes) - set(RESUME_CHANGES):
+        raise ValueError(f"a resumed run cannot change {', '.join(sorted(unknown))}")
+    resumed = TrainConfig.from_dict({**saved, "steps": cfg.steps, "device": cfg.device,
+                                     **changes})
+    changed = {k: [saved.get(k), v] for k, v in changes.items() if saved.get(k) != v}
+    return resumed, changed
 
 
 def _train(cfg: TrainConfig, a_dir: str | Path, b_dir: str | Path, name: str, run: Path,
-           resume: bool, export: bool, progress: bool, device: torch.device) -> Path:
+           resume: bool, export: bool, progress: bool, device: torch.device,
+           changes: dict) -> Path:
     rank, main = distributed.rank(), distributed.is_main()
     progress = progress and main
     if device.type == "cuda":
@@ -300,7 +332,8 @@ def _train(cfg: TrainConfig, a_dir: str | Path, b_dir: str | Path, name: str, ru
     images_b = load_collection(b_dir, cfg.max_image_side, cfg.crop_size, desc="domain B",
                                progress=progress)
     crop = CropConfig(cfg.crop_size, cfg.min_crop_scale)
-    sampler_a = CropSampler(images_a, crop, cfg.seed * 2 + 1)
+    crop_a = CropConfig(cfg.crop_size, cfg.min_crop_scale, max_zoom=cfg.zoom_a)
+    sampler_a = CropSampler(images_a, crop_a, cfg.seed * 2 + 1)
     sampler_b = CropSampler(images_b, crop, cfg.seed * 2 + 2)
     fixed = CropSampler(images_a, CropConfig(cfg.crop_size, 1.0, False), 12345).sample(8)
     whole = images_a[0]
@@ -308,13 +341,24 @@ def _train(cfg: TrainConfig, a_dir: str | Path, b_dir: str | Path, name: str, ru
     m = build_models(cfg, device)
     step = 0
     stats_log = StatsLog(run)
+    history: list[dict] = []
     if resume:
         state = load_checkpoint(run)
-        cfg = TrainConfig.from_dict({**state["config"], "steps": cfg.steps, "device": cfg.device})
+        cfg, changed = _resumed_config(state["config"], cfg, changes)
         for key, mod in (("generator", m.generator), ("discriminator", m.discriminator),
                          ("ema", m.ema), ("opt_g", m.opt_g), ("opt_d", m.opt_d)):
             unwrap(mod).load_state_dict(state[key])
+        for opt, lr in ((m.opt_g, cfg.lr_g), (m.opt_d, cfg.lr_d)):
+            for group in opt.param_groups:  # the optimiser state brought back the saved rate
+                group["lr"] = lr
         step = int(state["step"])
+        if (run / "config.json").is_file():
+            history = json.loads((run / "config.json").read_text()).get("changes", [])
+        if changed:
+            history.append({"step": step, **changed})
+            if main:
+                tqdm.write(f"resuming at step {step} with " + ", ".join(
+                    f"{k} {old} → {new}" for k, (old, new) in changed.items()))
         sampler_a.set_state(state["sampler_a"])
         sampler_b.set_state(state["sampler_b"])
         set_rng_state(state["rng"])
@@ -323,7 +367,7 @@ def _train(cfg: TrainConfig, a_dir: str | Path, b_dir: str | Path, name: str, ru
     if distributed.world_size() > 1:
         # Every rank draws its own crops. A resume reseeds them from (seed, rank,
         # step): fresh crops, the same for the same checkpoint and process count.
-        sampler_a = CropSampler(images_a, crop,
+        sampler_a = CropSampler(images_a, crop_a,
                                 distributed.stream_seed(cfg.seed * 2 + 1, rank, step))
         sampler_b = CropSampler(images_b, crop,
                                 distributed.stream_seed(cfg.seed * 2 + 2, rank, step))
@@ -337,7 +381,7 @@ def _train(cfg: TrainConfig, a_dir: str | Path, b_dir: str | Path, name: str, ru
     if main:
         (run / "samples").mkdir(parents=True, exist_ok=True)
         write_json(run / "config.json", {"name": name, "a": str(a_dir), "b": str(b_dir),
-                                         **asdict(cfg)})
+                                         **asdict(cfg), "changes": history})
     counts = (len(images_a), len(images_b))
 
     def checkpoint() -> None:

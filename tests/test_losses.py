@@ -106,8 +106,8 @@ def test_identity_l1_hand_value():
 
 
 def tiny(recipe: str = "default", **kw) -> TrainConfig:
-    common = dict(tile_size=8, batch_size=2, generator=GeneratorConfig(4, 1), device="cpu",
-                  **kw)
+    common = {"tile_size": 8, "batch_size": 2, "generator": GeneratorConfig(4, 1),
+              "device": "cpu", **kw}
     if recipe == "seed":
         return TrainConfig.seed_recipe(
             discriminator=DiscriminatorConfig(latent_dim=8, channels=4, layers=2,
@@ -197,3 +197,76 @@ def test_seed_recipe_loss_d_is_the_papers_sum():
     assert stats["loss_d"] == pytest.approx(expected, rel=1e-5)
     expected_g = stats["g_adv"] + cfg.cosine_weight * stats["cos_g"]
     assert stats["loss_g"] == pytest.approx(expected_g, rel=1e-5)
+
+
+# ----------------------------------------------------------------- seam term
+
+
+def noise(size: int = 128, seed: int = 0) -> torch.Tensor:
+    return torch.rand(8, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def test_seam_contrast_near_zero_where_there_is_no_seam():
+    assert losses.seam_contrast(noise(), 64).item() < 0.02
+    assert losses.seam_contrast(noise(32), 16).item() < 0.02  # small tiles: classes of 2
+
+
+def test_seam_contrast_grows_with_a_line_at_the_join():
+    values = []
+    for gain in (0.0, 0.2, 0.5, 1.0):
+        x = noise()
+        x[..., :, 63] += gain  # a bright column at the end of the left tile
+        values.append(losses.seam_contrast(x, 64).item())
+    assert values == sorted(values) and values[-1] > 20 * values[0]
+
+
+def test_seam_contrast_sees_a_line_a_few_pixels_inside_the_tiles_too():
+    # The first version compared only ±2 px around the join, and a generator trained
+    # with it moved the excess 3 px inside its tiles. Every phase counts now.
+    clean = losses.seam_contrast(noise(), 64).item()
+    for column in (2, 66, 100):
+        x = noise()
+        x[..., :, column] += 0.5
+        assert losses.seam_contrast(x, 64).item() > 5 * clean, column
+
+
+def test_seam_contrast_ignores_patterns_of_period_4_and_8():
+    x = noise()
+    x[..., :, ::4] += 0.3  # the nearest-upsampling grid of the generator, or JPEG's
+    assert losses.seam_contrast(x, 64).item() < 0.02
+
+
+def test_seam_contrast_sees_rows_as_well_as_columns():
+    x = noise()
+    x[..., 64, :] -= 0.5
+    assert losses.seam_contrast(x, 64).item() > 0.05
+    assert losses.seam_contrast(x, 64).item() == pytest.approx(
+        losses.seam_contrast(x.transpose(-1, -2), 64).item())
+
+
+def test_seam_contrast_punishes_a_flat_seam_too():
+    x = noise()
+    x[..., :, 63] = x[..., :, 64]  # no step at all across the join
+    assert losses.seam_contrast(x, 64).item() > 1.0
+
+
+def test_seam_contrast_needs_whole_tiles_with_two_phases_per_class():
+    with pytest.raises(ValueError, match="whole tiles"):
+        losses.seam_contrast(noise(), 8)  # one phase per class mod 8: nothing to compare
+    with pytest.raises(ValueError, match="whole tiles"):
+        losses.seam_contrast(noise(100), 64)
+
+
+def test_seam_term_needs_the_combo_model():
+    with pytest.raises(ValueError, match="Combo"):
+        tiny(seam_weight=1.0, combo=False)
+
+
+def test_seam_term_reaches_the_generator_and_is_logged():
+    cfg = tiny(seam_weight=1.0, tile_size=16)
+    m = build_models(cfg, torch.device("cpu"))
+    ab = translate(m.generator, batch(cfg, 1), cfg)
+    assert grad_norm(generator_grads(m, losses.seam_contrast(ab, cfg.tile_size))) > 0
+    stats = train_step(m, batch(cfg, 1), batch(cfg, 2), cfg)
+    assert math.isfinite(stats["seam"]) and stats["seam"] >= 0
+    assert "seam" not in train_step(m, batch(cfg, 1), batch(cfg, 2), tiny(tile_size=16))

@@ -183,3 +183,16 @@ def test_init_from_a_style_starts_there_and_d_warmup_leaves_g_alone(tmp_path):
     with pytest.raises(ValueError, match="its generator is"):
         fit(tmp_path, tiny(steps=1, init_from=str(first), generator=GeneratorConfig(8, 1)),
             name="bad")
+
+
+def test_zoomed_photo_crops_are_enlarged_and_flatter():
+    from siamgan.data import CropConfig, CropSampler
+
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (256, 256, 3), dtype=np.uint8) for _ in range(3)]
+    plain = CropSampler(images, CropConfig(64, 1.0, flip=False), 7).sample(64)
+    zoomed = CropSampler(images, CropConfig(64, 1.0, flip=False, max_zoom=8.0), 7).sample(64)
+    steps = lambda x: x.diff(dim=-1).abs().mean(dim=(1, 2, 3))  # noqa: E731
+    # Noise enlarged by 2–8× is smooth: about half the crops have much smaller steps.
+    assert (steps(zoomed) < 0.5 * steps(plain).median()).float().mean() > 0.3
+    assert (steps(plain) < 0.5 * steps(plain).median()).sum() == 0

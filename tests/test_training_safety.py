@@ -173,3 +173,32 @@ def test_kill_then_resume_reproduces_the_uninterrupted_losses(tmp_path, monkeypa
 
 def test_ctrl_c_then_resume_reproduces_the_uninterrupted_losses(tmp_path, monkeypatch):
     interrupt_then_resume(tmp_path, monkeypatch, lambda: signal.raise_signal(signal.SIGINT))
+
+
+def test_resume_can_change_loss_weights_and_rates_and_logs_it(tmp_path):
+    run = tmp_path / "runs" / "run"
+    fit(tmp_path, config(steps=3))
+    T.train(config(steps=5), tmp_path / "a", tmp_path / "b", "run", tmp_path / "runs",
+            resume=True, export=False, progress=False,
+            changes={"seam_weight": 2.0, "lr_g": 5e-5})
+    stats = losses(run)
+    assert "seam" not in stats[3] and "seam" in stats[4] and "seam" in stats[5]
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["seam_weight"] == 2.0 and saved["lr_g"] == 5e-5
+    assert saved["changes"] == [{"step": 3, "seam_weight": [0.0, 2.0], "lr_g": [1e-4, 5e-5]}]
+    state = load_checkpoint(run)
+    assert state["opt_g"]["param_groups"][0]["lr"] == 5e-5
+    assert state["opt_d"]["param_groups"][0]["lr"] == 1e-4
+    # A later plain resume keeps both the new settings and the log.
+    T.train(config(steps=6), tmp_path / "a", tmp_path / "b", "run", tmp_path / "runs",
+            resume=True, export=False, progress=False)
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["seam_weight"] == 2.0 and len(saved["changes"]) == 1
+    assert "seam" in losses(run)[6]
+
+
+def test_resume_refuses_to_change_the_architecture(tmp_path):
+    fit(tmp_path, config(steps=3))
+    with pytest.raises(ValueError, match="tile_size"):
+        T.train(config(steps=5), tmp_path / "a", tmp_path / "b", "run", tmp_path / "runs",
+                resume=True, export=False, progress=False, changes={"tile_size": 32})
