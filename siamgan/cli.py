@@ -127,6 +127,9 @@ def train_cmd(
                                     "tiles' joins should match the steps elsewhere (default 0)."),
     min_crop_scale: float = typer.Option(0.5, "--min-crop-scale", min=0.05, max=1.0,
                                          help="Crops are zoomed out by up to 1/this."),
+    ema_decay: float = typer.Option(None, "--ema-decay", min=0.0, max=0.99999,
+                                    help="Decay of the exported EMA of G per step "
+                                         "(default 0.999)."),
     zoom_a: float = typer.Option(None, "--zoom-a", min=1.0,
                                  help="Half the photo crops enlarged by up to this factor, "
                                       "like the flat tiles of large photos (default 1: none)."),
@@ -151,8 +154,8 @@ def train_cmd(
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where run folders go."),
     resume: bool = typer.Option(False, "--resume",
                                 help="Continue RUNS/NAME from its checkpoint, with its config; "
-                                     "loss weights, learning rates and --zoom-a given with "
-                                     "it change (logged in config.json)."),
+                                     "loss weights, learning rates, --zoom-a and --ema-decay "
+                                     "given with it change (logged in config.json)."),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config and exit."),
 ) -> None:
@@ -160,7 +163,8 @@ def train_cmd(
     overrides = {k: v for k, v in dict(margin=margin, cosine_weight=cosine_weight, lr_g=lr_g,
                                        lr_d=lr_d, identity_weight=identity,
                                        mse_weight=mse, critic_weight=critic,
-                                       seam_weight=seam, zoom_a=zoom_a).items()
+                                       seam_weight=seam, zoom_a=zoom_a,
+                                       ema_decay=ema_decay).items()
                  if v is not None}
     generator = GeneratorConfig(channels, res_blocks, norm)
     if init_from:

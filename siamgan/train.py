@@ -303,9 +303,9 @@ def train(cfg: TrainConfig, a_dir: str | Path, b_dir: str | Path, name: str,
 
 
 RESUME_CHANGES = ("margin", "cosine_weight", "mse_weight", "critic_weight", "identity_weight",
-                  "seam_weight", "lr_g", "lr_d", "zoom_a")
-"""Config fields a resumed run may change: the objective's weights, the learning rates
-and the photo crops' zoom."""
+                  "seam_weight", "lr_g", "lr_d", "zoom_a", "ema_decay")
+"""Config fields a resumed run may change: the objective's weights, the learning rates,
+the photo crops' zoom and the EMA's decay."""
 
 
 def _resumed_config(saved: dict, cfg: TrainConfig, changes: dict) -> tuple[TrainConfig, dict]:
