@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -670,6 +671,45 @@ def _num(v, fmt: str) -> str:
     return format(v, fmt) if isinstance(v, (int, float)) else "–"
 
 
+Column = tuple[str, int, Callable[[dict], str]]
+"""A table column: header, width, and the cell text of a row."""
+
+
+def table_lines(title: str, rows: list[dict], columns: list[Column],
+                mark: Callable[[dict], str] = lambda r: "", status: bool = False) -> list[str]:
+    """A table of cases (CPU or GPU): key and size, then ``columns``.
+
+    With ``status`` a column says "ok", or why the case failed and the row ends there;
+    without it a failed case's status follows its cells.
+    """
+    head = " ".join(f"{h:>{w}s}" for h, w, _ in columns)
+    lines = ["", f"{title:28s} {'MP':>4s} " + (f"{'status':>7s} " if status else "") + head]
+    for r in rows:
+        lead = f"{mark(r) + r['key']:28s} {r['megapixels']:4g}"
+        if status and r["status"] != "ok":
+            lines.append(f"{lead} {r['status']:>7s} {r.get('error', '')}".rstrip())
+            continue
+        cells = " ".join(f"{cell(r):>{w}s}" for _, w, cell in columns)
+        lines.append(f"{lead} {'ok':>7s} {cells}" if status else
+                     f"{lead} {cells}" + ("" if r["status"] == "ok" else f"  {r['status']}"))
+    return lines
+
+
+def models_lines(res: dict) -> list[str]:
+    """Parameters and multiply-adds per pixel of each benchmarked model."""
+    return ["", f"{'model':18s} {'params':>8s} {'MACs/px':>8s}",
+            *(f"{name:18s} {info['parameters'] / 1e6:7.2f}M {info['macs_per_pixel']:8.0f}"
+              for name, info in res["models"].items())]
+
+
+def training_lines(t: dict, rate_fmt: str, extra: str = "") -> list[str]:
+    """The training case's line: steps/s, the share of step time waiting for data."""
+    return ["", f"training (default recipe, batch {t.get('batch_size')}, tile "
+            f"{t.get('tile_size')}): {_num(t.get('steps_per_s'), rate_fmt)} steps/s, "
+            f"waiting for data {_num(t.get('data_wait_share'), '.1%')} of step time{extra}"
+            + ("" if t["status"] == "ok" else f"  {t['status']}: {t.get('error')}")]
+
+
 def format_tables(res: dict) -> str:
     if res["config"].get("device", "cpu") != "cpu":
         from benchmarks.bench_gpu import format_tables_gpu
@@ -683,39 +723,26 @@ def format_tables(res: dict) -> str:
              f"({'NOISY: timings are indicative only' if busy > 0.25 else 'quiet'})",
              f"matmul ceiling ({mm.get('n')}²): float32 {_num(mm.get('float32_gflops'), '.0f')} "
              f"GFLOP/s, bfloat16 {_num(mm.get('bfloat16_gflops'), '.0f')} GFLOP/s; siamgan "
-             f"weights: {', '.join(sorted(str(w) for w in weights if w)) or '?'}", "",
-             f"{'model':18s} {'params':>8s} {'MACs/px':>8s}"]
-    for name, info in res["models"].items():
-        lines.append(f"{name:18s} {info['parameters'] / 1e6:7.2f}M {info['macs_per_pixel']:8.0f}")
-    lines += ["", f"{'model (one forward)':26s} {'MP':>4s} {'status':>7s} {'s':>7s} {'MP/s':>7s} "
-              f"{'GFLOP/s':>8s} {'of mm':>6s} {'peak RSS':>9s} {'working':>9s}"]
-    for r in res["model"]:
-        if r["status"] != "ok":
-            lines.append(f"{r['key']:26s} {r['megapixels']:4g} {r['status']} "
-                         f"{r.get('error', '')}".rstrip())
-            continue
-        lines.append(
-            f"{r['key']:26s} {r['megapixels']:4g} {_load_mark(r) + 'ok':>7s} "
-            f"{r['seconds']:7.1f} {r['mp_per_s']:7.3f} {_num(r.get('gflops'), '8.1f')} "
-            f"{_num(r.get('matmul_fraction'), '6.0%')} {r['peak_rss_mb']:6.0f} MB "
-            f"{r['working_mb']:6.0f} MB")
+             f"weights: {', '.join(sorted(str(w) for w in weights if w)) or '?'}",
+             *models_lines(res)]
+    lines += table_lines("model (one forward)", res["model"], [
+        ("s", 7, lambda r: f"{r['seconds']:.1f}"),
+        ("MP/s", 7, lambda r: f"{r['mp_per_s']:.3f}"),
+        ("GFLOP/s", 8, lambda r: _num(r.get("gflops"), ".1f")),
+        ("of mm", 6, lambda r: _num(r.get("matmul_fraction"), ".0%")),
+        ("peak RSS", 9, lambda r: f"{r['peak_rss_mb']:.0f} MB"),
+        ("working", 9, lambda r: f"{r['working_mb']:.0f} MB"),
+    ], mark=_load_mark, status=True)
     if res["command"]:
-        lines += ["", f"{'siamgan stylize (JPEG→JPEG)':28s} {'MP':>4s} {'s':>7s} {'MP/s':>7s} "
-                  f"{'model s':>8s} {'÷ model':>8s} {'peak RSS':>9s}"]
-        for r in res["command"]:
-            lines.append(f"{_load_mark(r) + r['key']:28s} {r['megapixels']:4g} "
-                         f"{_num(r.get('seconds'), '7.1f')} "
-                         f"{_num(r.get('mp_per_s'), '7.3f')} "
-                         f"{_num(r.get('model_seconds'), '8.1f')} "
-                         f"{_num(r.get('command_over_model'), '8.2f')} "
-                         f"{_num(r.get('peak_rss_mb'), '6.0f')} MB"
-                         + ("" if r["status"] == "ok" else f"  {r['status']}"))
-    t = res.get("training")
-    if t:
-        lines += ["", f"training (default recipe, batch {t.get('batch_size')}, tile "
-                  f"{t.get('tile_size')}): {_num(t.get('steps_per_s'), '.3f')} steps/s, "
-                  f"waiting for data {_num(t.get('data_wait_share'), '.1%')} of step time"
-                  + ("" if t["status"] == "ok" else f"  {t['status']}: {t.get('error')}")]
+        lines += table_lines("siamgan stylize (JPEG→JPEG)", res["command"], [
+            ("s", 7, lambda r: _num(r.get("seconds"), ".1f")),
+            ("MP/s", 7, lambda r: _num(r.get("mp_per_s"), ".3f")),
+            ("model s", 8, lambda r: _num(r.get("model_seconds"), ".1f")),
+            ("÷ model", 8, lambda r: _num(r.get("command_over_model"), ".2f")),
+            ("peak RSS", 9, lambda r: _num(r.get("peak_rss_mb"), ".0f") + " MB"),
+        ], mark=_load_mark)
+    if res.get("training"):
+        lines += training_lines(res["training"], ".3f")
     if any(_load_mark(r) for r in res["model"] + res["command"]):
         lines += ["", "* measured while other processes kept ≥ 0.25 cores busy: too slow"]
     if res.get("targets"):

@@ -692,45 +692,30 @@ def format_tables_gpu(res: dict) -> str:
              f"matmul ceiling ({mm.get('n')}²), GFLOP/s: {rates}; siamgan weights: "
              f"{', '.join(sorted(str(w) for w in weights if w)) or '?'}, "
              f"{cfg['batch_size']} tiles per pass at most (one band of 64-px tiles); photo "
-             f"{res.get('photo', '?')} resized to each size", "",
-             f"{'model':18s} {'params':>8s} {'MACs/px':>8s}"]
-    for name, info in res["models"].items():
-        lines.append(f"{name:18s} {info['parameters'] / 1e6:7.2f}M {info['macs_per_pixel']:8.0f}")
-    lines += ["", f"{'model (one forward)':28s} {'MP':>4s} {'status':>7s} {'s':>7s} "
-              f"{'MP/s':>7s} {'GFLOP/s':>8s} {'of mm':>6s} {'peak RSS':>9s} {'GPU peak':>9s}  "
-              f"error vs f32: max / mean / PSNR dB"]
-    for r in res["model"]:
-        if r["status"] != "ok":
-            lines.append(f"{r['key']:28s} {r['megapixels']:4g} {r['status']:>7s} "
-                         f"{r.get('error', '')}".rstrip())
-            continue
-        lines.append(
-            f"{r['key']:28s} {r['megapixels']:4g} {'ok':>7s} {r['seconds']:7.3f} "
-            f"{r['mp_per_s']:7.2f} {_cell(r.get('gflops'), '8.0f')} "
-            f"{_cell(r.get('matmul_fraction'), '6.1%')} {_mb(r['peak_rss_mb']):>9s} "
-            f"{_mb(r.get('peak_gpu_mb')):>9s}  {_error(r)}")
+             f"{res.get('photo', '?')} resized to each size", *bench.models_lines(res)]
+    lines += bench.table_lines("model (one forward)", res["model"], [
+        ("s", 7, lambda r: f"{r['seconds']:.3f}"),
+        ("MP/s", 7, lambda r: f"{r['mp_per_s']:.2f}"),
+        ("GFLOP/s", 8, lambda r: _cell(r.get("gflops"), ".0f")),
+        ("of mm", 6, lambda r: _cell(r.get("matmul_fraction"), ".1%")),
+        ("peak RSS", 9, lambda r: _mb(r["peak_rss_mb"])),
+        ("GPU peak", 9, lambda r: _mb(r.get("peak_gpu_mb"))),
+        (" error vs f32: max / mean / PSNR dB", 0, lambda r: " " + _error(r)),
+    ], status=True)
     lines.append(f"(error: uint8 levels and PSNR against the same model's {reference} output "
                  f"on the same photo)")
     if res["command"]:
-        lines += ["", f"{'siamgan stylize (JPEG→JPEG)':28s} {'MP':>4s} {'s':>7s} {'MP/s':>7s} "
-                  f"{'model s':>8s} {'÷ model':>8s} {'peak RSS':>9s} {'GPU peak':>9s} "
-                  f"{'warm-up s':>9s}"]
-        for r in res["command"]:
-            lines.append(f"{r['key']:28s} {r['megapixels']:4g} "
-                         f"{_cell(r.get('seconds'), '7.2f')} "
-                         f"{_cell(r.get('mp_per_s'), '7.2f')} "
-                         f"{_cell(r.get('model_seconds'), '8.2f')} "
-                         f"{_cell(r.get('command_over_model'), '8.2f')} "
-                         f"{_mb(r.get('peak_rss_mb')):>9s} {_mb(r.get('peak_gpu_mb')):>9s} "
-                         f"{_cell(r.get('warm_up_s'), '9.1f')}"
-                         + ("" if r["status"] == "ok" else f"  {r['status']}"))
-    t = res.get("training")
-    if t:
-        lines += ["", f"training (default recipe, batch {t.get('batch_size')}, tile "
-                  f"{t.get('tile_size')}): {bench._num(t.get('steps_per_s'), '.2f')} steps/s, "
-                  f"waiting for data {bench._num(t.get('data_wait_share'), '.1%')} of step "
-                  f"time, GPU peak {_mb(t.get('peak_gpu_mb')).strip()}"
-                  + ("" if t["status"] == "ok" else f"  {t['status']}: {t.get('error')}")]
+        lines += bench.table_lines("siamgan stylize (JPEG→JPEG)", res["command"], [
+            ("s", 7, lambda r: _cell(r.get("seconds"), ".2f")),
+            ("MP/s", 7, lambda r: _cell(r.get("mp_per_s"), ".2f")),
+            ("model s", 8, lambda r: _cell(r.get("model_seconds"), ".2f")),
+            ("÷ model", 8, lambda r: _cell(r.get("command_over_model"), ".2f")),
+            ("peak RSS", 9, lambda r: _mb(r.get("peak_rss_mb"))),
+            ("GPU peak", 9, lambda r: _mb(r.get("peak_gpu_mb"))),
+            ("warm-up s", 9, lambda r: _cell(r.get("warm_up_s"), ".1f")),
+        ])
+    if t := res.get("training"):
+        lines += bench.training_lines(t, ".2f", f", GPU peak {_mb(t.get('peak_gpu_mb')).strip()}")
     if quality := quality_lines(res):
         lines += ["", f"against {reference} (quality holds: max ≤ {QUALITY['max']} levels "
                   f"and mean ≤ {QUALITY['mean']} at every size, as the CPU's bfloat16 option):",
