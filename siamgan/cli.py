@@ -125,6 +125,9 @@ def train_cmd(
     seam: float = typer.Option(None, "--seam",
                                help="Weight of the seam term: the pixel steps at the Combo "
                                     "tiles' joins should match the steps elsewhere (default 0)."),
+    colour: float = typer.Option(None, "--colour",
+                                 help="Weight of the colour term: each batch's colour mean and "
+                                      "covariance held to all the paintings' (default 0)."),
     min_crop_scale: float = typer.Option(0.5, "--min-crop-scale", min=0.05, max=1.0,
                                          help="Crops are zoomed out by up to 1/this."),
     ema_decay: float = typer.Option(None, "--ema-decay", min=0.0, max=0.99999,
@@ -163,7 +166,7 @@ def train_cmd(
     overrides = {k: v for k, v in dict(margin=margin, cosine_weight=cosine_weight, lr_g=lr_g,
                                        lr_d=lr_d, identity_weight=identity,
                                        mse_weight=mse, critic_weight=critic,
-                                       seam_weight=seam, zoom_a=zoom_a,
+                                       seam_weight=seam, colour_weight=colour, zoom_a=zoom_a,
                                        ema_decay=ema_decay).items()
                  if v is not None}
     generator = GeneratorConfig(channels, res_blocks, norm)

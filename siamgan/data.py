@@ -117,6 +117,22 @@ def load_collection(
     return images
 
 
+def colour_moments_of(images: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Colour mean (3,) and covariance (3×3) of every pixel of ``images``, in model range.
+
+    The target of the colour term (:func:`losses.colour_moments`); running sums in
+    float64, so no image's float copy outlives its turn.
+    """
+    n, total, outer = 0, torch.zeros(3, dtype=torch.float64), torch.zeros(3, 3, dtype=torch.float64)
+    for img in images:
+        px = to_model_range(img).double().reshape(3, -1).T
+        n, total, outer = n + len(px), total + px.sum(0), outer + px.T @ px
+    if n == 0:
+        raise ValueError("no images given")
+    mean = total / n
+    return mean.float(), (outer / n - torch.outer(mean, mean)).float()
+
+
 @dataclass
 class CropConfig:
     """How training crops are drawn: side ``size`` px, zoomed out by up to ``1/min_scale``.

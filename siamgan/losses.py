@@ -54,6 +54,24 @@ def identity_l1(translated: torch.Tensor, original: torch.Tensor) -> torch.Tenso
     return (translated - original).abs().mean()
 
 
+def rgb_moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean (3,) and covariance (3×3) of the colours of every pixel of a B×3×H×W batch."""
+    pixels = x.transpose(0, 1).reshape(x.shape[1], -1)
+    mean = pixels.mean(dim=1)
+    centred = pixels - mean[:, None]
+    return mean, centred @ centred.T / pixels.shape[1]
+
+
+def colour_moments(x: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor) -> torch.Tensor:
+    """How far the batch's colour mean and covariance are from the paintings' (``mean``, ``cov``).
+
+    Squared distances, summed: ‖μ(x) − μ‖² + ‖Σ(x) − Σ‖²_F. Only the whole batch's first two
+    colour moments are held to the paintings', not each translation's.
+    """
+    got_mean, got_cov = rgb_moments(x)
+    return (got_mean - mean).pow(2).sum() + (got_cov - cov).pow(2).sum()
+
+
 def _step_profile(x: torch.Tensor, dim: int) -> torch.Tensor:
     """Mean absolute difference between neighbouring pixels along ``dim`` (-1 or -2),
     as a profile over positions: entry p is the step from pixel p to pixel p + 1."""

@@ -15,7 +15,7 @@ from torch import nn
 from tqdm import tqdm
 
 from . import distributed, losses
-from .data import CropConfig, CropSampler, load_collection
+from .data import CropConfig, CropSampler, colour_moments_of, load_collection
 from .images import image_grid, to_pixels
 from .models import DiscriminatorConfig, GeneratorConfig, PatchGenerator, SiameseDiscriminator
 from .runs import (
@@ -46,7 +46,9 @@ class TrainConfig:
     The default recipe adds what stabilised training here: spectral norm in D,
     TraVeLGAN's MSE on the transformation vectors, a scalar hinge critic, an
     identity term on paintings, and an exponential moving average of G.
-    ``seam_weight`` adds :func:`losses.seam_contrast` on the Combo outputs.
+    ``seam_weight`` adds :func:`losses.seam_contrast` on the Combo outputs;
+    ``colour_weight`` adds :func:`losses.colour_moments`, which holds the colour mean
+    and covariance of each batch of translations to those of all the paintings.
     """
 
     tile_size: int = 64
@@ -62,6 +64,7 @@ class TrainConfig:
     critic_weight: float = 1.0
     identity_weight: float = 1.0
     seam_weight: float = 0.0
+    colour_weight: float = 0.0
     ema_decay: float = 0.999
     combo: bool = True
     min_crop_scale: float = 0.5
@@ -172,8 +175,12 @@ def translate(gen: nn.Module, crops: torch.Tensor, cfg: TrainConfig) -> torch.Te
 
 
 def train_step(m: Models, a: torch.Tensor, b: torch.Tensor, cfg: TrainConfig,
-               step: int = 0) -> dict[str, float]:
-    """One discriminator update then one generator update; returns the loss terms."""
+               step: int = 0, colour: tuple[torch.Tensor, torch.Tensor] | None = None
+               ) -> dict[str, float]:
+    """One discriminator update then one generator update; returns the loss terms.
+
+    ``colour`` is the paintings' colour mean and covariance, needed when
+    ``cfg.colour_weight`` is set (:func:`data.colour_moments_of`)."""
     n = a.shape[0]
     # Discriminator: B near the origin, AB beyond the margin, T for content.
     with torch.no_grad():
@@ -200,7 +207,8 @@ def train_step(m: Models, a: torch.Tensor, b: torch.Tensor, cfg: TrainConfig,
     disc = unwrap(m.discriminator).requires_grad_(False)
     x = torch.cat([a, b]) if cfg.identity_weight else a
     with torch.set_grad_enabled(not warmup):
-        loss_g, stats = _generator_loss(disc, translate(m.generator, x, cfg), a, b, cfg)
+        loss_g, stats = _generator_loss(disc, translate(m.generator, x, cfg), a, b, cfg,
+                                        colour)
     stats = {"loss_d": loss_d.item(), "d_real": d_real.item(), "d_fake": d_fake.item(),
              "cos_d": d_cos.item(), "norm_b": vb.detach().norm(dim=1).mean().item(), **stats}
     if not warmup:
@@ -218,7 +226,8 @@ def train_step(m: Models, a: torch.Tensor, b: torch.Tensor, cfg: TrainConfig,
 
 
 def _generator_loss(disc: nn.Module, out: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
-                    cfg: TrainConfig) -> tuple[torch.Tensor, dict]:
+                    cfg: TrainConfig, colour: tuple[torch.Tensor, torch.Tensor] | None = None
+                    ) -> tuple[torch.Tensor, dict]:
     """G's loss on its translations ``out`` (of ``a``, then of ``b`` for the identity term)."""
     n = a.shape[0]
     ab = out[:n]
@@ -245,6 +254,12 @@ def _generator_loss(disc: nn.Module, out: torch.Tensor, a: torch.Tensor, b: torc
         g_seam = losses.seam_contrast(ab, cfg.tile_size)
         loss_g = loss_g + cfg.seam_weight * g_seam
         stats["seam"] = g_seam.item()
+    if cfg.colour_weight:
+        if colour is None:
+            raise ValueError("colour_weight > 0 needs the paintings' colour moments")
+        g_colour = losses.colour_moments(ab, *colour)
+        loss_g = loss_g + cfg.colour_weight * g_colour
+        stats["colour"] = g_colour.item()
     return loss_g, stats
 
 
@@ -303,8 +318,8 @@ def train(cfg: TrainConfig, a_dir: str | Path, b_dir: str | Path, name: str,
 
 
 RESUME_CHANGES = ("margin", "cosine_weight", "mse_weight", "critic_weight", "identity_weight",
-                  "seam_weight", "lr_g", "lr_d", "zoom_a", "ema_decay")
-"""Config fields a resumed run may change: the objective's weights, the learning rates,
+                  "seam_weight", "colour_weight", "lr_g", "lr_d", "zoom_a", "ema_decay")
+"""Config fields a resumed run may change: the objective's terms, the learning rates,
 the photo crops' zoom and the EMA's decay."""
 
 
@@ -383,6 +398,8 @@ def _train(cfg: TrainConfig, a_dir: str | Path, b_dir: str | Path, name: str, ru
         write_json(run / "config.json", {"name": name, "a": str(a_dir), "b": str(b_dir),
                                          **asdict(cfg), "changes": history})
     counts = (len(images_a), len(images_b))
+    colour = (tuple(t.to(device) for t in colour_moments_of(images_b))
+              if cfg.colour_weight else None)
 
     def checkpoint() -> None:
         if main:
@@ -406,7 +423,7 @@ def _train(cfg: TrainConfig, a_dir: str | Path, b_dir: str | Path, name: str, ru
                 a = sampler_a.sample(cfg.batch_size, device)
                 b = sampler_b.sample(cfg.batch_size, device)
                 t1 = time.perf_counter()
-                stats = train_step(m, a, b, cfg, step)
+                stats = train_step(m, a, b, cfg, step, colour)
                 # Logged losses are means over all ranks, so every rank agrees on NaNs.
                 stats = dict(zip(stats, distributed.average(list(stats.values()), device)))
                 if not all(math.isfinite(v) for v in stats.values()):

@@ -27,9 +27,9 @@ def spy_train_steps(monkeypatch):
         calls: list[int] = []
         real_step = T.train_step
 
-        def counting_step(m, a, b, cfg, step=0):
+        def counting_step(m, a, b, cfg, step=0, colour=None):
             calls.append(step)
-            return real_step(m, a, b, cfg, step)
+            return real_step(m, a, b, cfg, step, colour)
 
         monkeypatch.setattr(T, "train_step", counting_step)
         return calls

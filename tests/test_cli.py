@@ -97,11 +97,12 @@ def test_train_resume_continues_from_the_checkpoint(tmp_path, home, spy_train_st
     rows = (tmp_path / "runs" / "r" / "stats.jsonl").read_text().splitlines()
     assert [json.loads(x)["step"] for x in rows] == [1, 2, 3]
     # Loss weights given with --resume change the run from there on, and say so.
-    r = cli(*args, "--steps", "4", "--resume", "--seam", "1.5")
+    r = cli(*args, "--steps", "4", "--resume", "--seam", "1.5", "--colour", "2")
     assert r.exit_code == 0, r.output
-    assert "seam_weight 0.0 → 1.5" in r.output
+    assert "seam_weight 0.0 → 1.5" in r.output and "colour_weight 0.0 → 2.0" in r.output
     config = json.loads((tmp_path / "runs" / "r" / "config.json").read_text())
-    assert config["seam_weight"] == 1.5 and config["changes"][0]["step"] == 3
+    assert config["seam_weight"] == 1.5 and config["colour_weight"] == 2.0
+    assert config["changes"][0]["step"] == 3
 
 
 def test_smallest_allowed_tile_trains_or_is_refused_cleanly(tmp_path, home):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -270,3 +271,50 @@ def test_seam_term_reaches_the_generator_and_is_logged():
     stats = train_step(m, batch(cfg, 1), batch(cfg, 2), cfg)
     assert math.isfinite(stats["seam"]) and stats["seam"] >= 0
     assert "seam" not in train_step(m, batch(cfg, 1), batch(cfg, 2), tiny(tile_size=16))
+
+
+# ----------------------------------------------------------------- colour term
+
+
+def test_rgb_moments_hand_values():
+    # Two pixels per channel: R ∈ {-1, 1}, G ∈ {0, 0}, B = −R.
+    x = torch.tensor([[[[-1.0, 1.0]], [[0.0, 0.0]], [[1.0, -1.0]]]])
+    mean, cov = losses.rgb_moments(x)
+    assert torch.allclose(mean, torch.zeros(3))
+    assert torch.allclose(cov, t([1, 0, -1], [0, 0, 0], [-1, 0, 1]))
+
+
+def test_colour_moments_zero_on_target_and_grows_with_a_flatter_palette():
+    x = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    mean, cov = losses.rgb_moments(x)
+    assert losses.colour_moments(x, mean, cov).item() == pytest.approx(0, abs=1e-10)
+    flat = losses.colour_moments(0.9 * x, mean, cov)
+    flatter = losses.colour_moments(0.7 * x, mean, cov)
+    assert 0 < flat < flatter
+    shifted = losses.colour_moments(x + t(0.1, 0, 0).view(1, 3, 1, 1), mean, cov)
+    assert shifted.item() == pytest.approx(0.01, rel=1e-4)  # only the mean moved
+
+
+def test_colour_moments_of_a_collection_pools_all_its_pixels():
+    from siamgan.data import colour_moments_of
+    from siamgan.images import to_model_range
+
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (h, 12, 3), dtype=np.uint8) for h in (8, 20)]
+    mean, cov = colour_moments_of(images)
+    pooled = torch.cat([to_model_range(i).reshape(1, 3, -1) for i in images], dim=2)
+    want_mean, want_cov = losses.rgb_moments(pooled.unsqueeze(2))
+    assert torch.allclose(mean, want_mean, atol=1e-5)
+    assert torch.allclose(cov, want_cov, atol=1e-5)
+
+
+def test_colour_term_reaches_the_generator_and_needs_its_target():
+    cfg = tiny(colour_weight=1.0, tile_size=16)
+    m = build_models(cfg, torch.device("cpu"))
+    target = (torch.zeros(3), torch.eye(3) * 0.3)
+    ab = translate(m.generator, batch(cfg, 1), cfg)
+    assert grad_norm(generator_grads(m, losses.colour_moments(ab, *target))) > 0
+    stats = train_step(m, batch(cfg, 1), batch(cfg, 2), cfg, colour=target)
+    assert math.isfinite(stats["colour"]) and stats["colour"] > 0
+    with pytest.raises(ValueError, match="colour moments"):
+        train_step(m, batch(cfg, 1), batch(cfg, 2), cfg)

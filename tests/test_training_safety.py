@@ -137,10 +137,11 @@ def test_kill_during_checkpoint_save_keeps_the_previous_one(tmp_path, monkeypatc
     assert load_weights(run / "run.safetensors")[1]["training"]["steps"] == 3
 
 
-def interrupt_then_resume(tmp_path: Path, monkeypatch, interrupt) -> None:
+def interrupt_then_resume(tmp_path: Path, monkeypatch, interrupt,
+                          cfg: T.TrainConfig | None = None) -> None:
     """Train 6 steps, interrupted by ``interrupt()`` during step 5, then resume;
     every step after the checkpoint must repeat the uninterrupted run's losses."""
-    fit(tmp_path / "ref")
+    fit(tmp_path / "ref", cfg)
     reference = losses(tmp_path / "ref" / "runs" / "run")
     real, calls = T.train_step, []
 
@@ -152,12 +153,12 @@ def interrupt_then_resume(tmp_path: Path, monkeypatch, interrupt) -> None:
 
     monkeypatch.setattr(T, "train_step", interrupted)
     with pytest.raises((Killed, KeyboardInterrupt)):
-        fit(tmp_path)
+        fit(tmp_path, cfg)
     run = tmp_path / "runs" / "run"
     saved = load_checkpoint(run)["step"]
     assert saved >= 3
     monkeypatch.setattr(T, "train_step", real)
-    fit(tmp_path, resume=True)
+    fit(tmp_path, cfg, resume=True)
     resumed = losses(run)
     assert sorted(resumed) == [1, 2, 3, 4, 5, 6]
     for step in range(saved + 1, 7):
@@ -173,6 +174,15 @@ def test_kill_then_resume_reproduces_the_uninterrupted_losses(tmp_path, monkeypa
 
 def test_ctrl_c_then_resume_reproduces_the_uninterrupted_losses(tmp_path, monkeypatch):
     interrupt_then_resume(tmp_path, monkeypatch, lambda: signal.raise_signal(signal.SIGINT))
+
+
+def test_kill_then_resume_with_the_colour_term_reproduces_the_losses(tmp_path, monkeypatch):
+    def kill():
+        raise Killed
+
+    # The paintings' colour moments are computed again on resume: the same target.
+    interrupt_then_resume(tmp_path, monkeypatch, kill, config(colour_weight=1.0))
+    assert "colour" in losses(tmp_path / "runs" / "run")[6]
 
 
 def test_resume_can_change_loss_weights_and_rates_and_logs_it(tmp_path):
