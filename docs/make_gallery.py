@@ -1,7 +1,7 @@
 """Rebuild the images of docs/gallery.md and the README's before/after pair.
 
     python docs/make_gallery.py --photos ../shared/data/vangogh2photo/photo \
-        --no-combo /path/to/v_nocombo.safetensors
+        --before /path/to/stage3.safetensors [--no-combo /path/to/v_nocombo.safetensors]
 
 Held-out photos (every 10th, as in training) are resized to 2560×1600, the
 largest photos the offline data set can give, and stylized at that full size.
@@ -32,11 +32,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--photos", required=True)
     ap.add_argument("--no-combo", help="weights of the no-Combo ablation, for the crops")
+    ap.add_argument("--before", help="weights of the style before the seam polish, for the crops")
     ap.add_argument("--count", type=int, default=3)
     args = ap.parse_args()
     OUT.mkdir(exist_ok=True)
     style = Stylizer.from_style("vangogh", "cpu")
     ablation = Stylizer.from_style(args.no_combo, "cpu") if args.no_combo else None
+    before = Stylizer.from_style(args.before, "cpu") if args.before else None
     rocket = load_rgb(Path(__file__).parent.parent / "examples" / "rocket.jpg")
     save("readme-rocket.jpg", np.concatenate([rocket, style.stylize_array(rocket)], axis=1))
     photos = split_holdout(list_images(args.photos), 10, holdout=True)[: args.count]
@@ -46,10 +48,11 @@ def main() -> None:
         save(f"gallery-{i}-before.jpg", big, 1280)
         save(f"gallery-{i}-after.jpg", out, 1280)
         crop = np.s_[600:900, 1100:1500]  # full-resolution crop, 4 × 6 tiles
-        row = [big[crop], out[crop], style.stylize_array(big, TileConfig(overlap=16))[crop],
-               style.stylize_array(big, TileConfig(seamless=True))[crop]]
-        if ablation is not None:
-            row.insert(2, ablation.stylize_array(big)[crop])
+        # input, shipped (default settings), without its palette match, [before the
+        # polish], [no-Combo ablation], --seamless
+        row = [big[crop], out[crop], style.stylize_array(big, TileConfig(palette=0.0))[crop]]
+        row += [m.stylize_array(big)[crop] for m in (before, ablation) if m is not None]
+        row.append(style.stylize_array(big, TileConfig(seamless=True))[crop])
         save(f"gallery-{i}-crops.jpg", np.concatenate(row, axis=1))
 
 

@@ -49,6 +49,10 @@ def stylize(
     seamless: bool = typer.Option(False, "--seamless",
                                   help="Hide tile seams: tiles 1.5× as wide, only their "
                                        "centres kept (--blend crop). About 2× the time."),
+    palette: float = typer.Option(None, "--palette", min=0.0, max=1.0,
+                                  help="How far colours move to the style's paintings after "
+                                       "the generator: 0 (off) to 1 (full Reinhard transfer). "
+                                       "Default: the style's own (vangogh 0.5)."),
     batch_size: int = typer.Option(None, "--batch-size", min=1,
                                    help="Tiles per forward pass (default 16 on the CPU, 256 "
                                         "on a GPU); small images share passes. Halved "
@@ -90,7 +94,8 @@ def stylize(
         if batch_size is None:
             batch_size = 16 if resolve_device(device).type == "cpu" else 256
         options = ConvertOptions(out_format, quality, overwrite, max_pixels,
-                                 TileConfig(tile, overlap, scale, batch_size, blend, seamless),
+                                 TileConfig(tile, overlap, scale, batch_size, blend, seamless,
+                                            palette),
                                  progress=True, log=lambda line: tqdm.write(line, file=sys.stderr),
                                  shard=None if shard is None else parse_shard(shard))
         expand_inputs(inputs)  # usage errors before the style is loaded
@@ -202,6 +207,86 @@ def train_cmd(
                  f"style {name!r} exported to")
 
 
+@app.command()
+def polish(
+    photos: Path = typer.Option(..., "--photos", help="Folder of photos (domain A)."),
+    name: str = typer.Option(..., "--name", help="Name of the polished style; the run goes "
+                                                 "to RUNS/NAME."),
+    style: str = typer.Option("vangogh", "--style", "-s",
+                              help="The style to polish (a name or a .safetensors path)."),
+    steps: int = typer.Option(400, "--steps", min=1, help="Total polish steps."),
+    batch: int = typer.Option(4, "--batch", min=1, help="Crops per batch."),
+    crop_tiles: int = typer.Option(4, "--crop-tiles", min=2,
+                                   help="Crops are this many tiles on a side."),
+    lr: float = typer.Option(5e-5, "--lr", help="Learning rate."),
+    seam: float = typer.Option(1.0, "--seam", min=0.0, help="Weight of the seam term."),
+    level: float = typer.Option(0.0, "--level", min=0.0,
+                                help="Weight of the level term: no tile-grid position of "
+                                     "another mean colour (a frame along tile borders)."),
+    anchor: float = typer.Option(1.0, "--anchor", min=0.0,
+                                 help="Weight of the L1 to the style before polishing."),
+    max_zoom: float = typer.Option(10.0, "--max-zoom", min=1.0,
+                                   help="Half the crops enlarged by up to this factor."),
+    holdout_every: int = typer.Option(0, "--holdout-every", min=0,
+                                      help="Keep every K-th photo (sorted) out, as in train."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    sample_every: int = typer.Option(100, "--sample-every", min=1,
+                                     help="Steps between sample sheets."),
+    checkpoint_every: int = typer.Option(100, "--checkpoint-every", min=1,
+                                         help="Steps between checkpoints."),
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where run folders go."),
+    resume: bool = typer.Option(False, "--resume",
+                                help="Continue RUNS/NAME from its checkpoint, with its config."),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+) -> None:
+    """Fine-tune a style so its abutting tiles leave no seams on large photos.
+
+    No discriminator: through the Combo model, a seam term evens out the pixel steps
+    across the tile grid while an L1 anchor to the style itself keeps its strokes and
+    colours (docs/training.md).
+    """
+    from .polish import PolishConfig
+    from .polish import polish as run_polish
+
+    try:
+        cfg = PolishConfig(style=style, steps=steps, batch_size=batch, crop_tiles=crop_tiles,
+                           lr=lr, seam_weight=seam, level_weight=level, anchor_weight=anchor,
+                           max_zoom=max_zoom,
+                           holdout_every=holdout_every, seed=seed, sample_every=sample_every,
+                           checkpoint_every=checkpoint_every, device=device)
+    except ValueError as e:
+        fail(str(e), 2)
+    try:
+        run_training(lambda: run_polish(cfg, photos, name, runs_dir, resume), runs_dir / name,
+                     f"style {name!r} exported to")
+    except WeightsError as e:
+        fail(str(e), 2)
+
+
+@app.command(name="palette")
+def palette_cmd(
+    paintings: Path = typer.Option(..., "--paintings", help="Folder of the style's paintings."),
+    output: Path = typer.Option(..., "-o", "--output",
+                                help="The new style's .safetensors file (its .json beside it)."),
+    style: str = typer.Option(..., "--style", "-s", help="The style (a name or a .safetensors "
+                                                         "path)."),
+    strength: float = typer.Option(0.5, "--strength", min=0.0, max=1.0,
+                                   help="Default strength of the palette match (0 = off)."),
+) -> None:
+    """Record the paintings' colours in a style, for the palette match after its generator.
+
+    Writes the style's weights unchanged with the paintings' CIE-Lab mean and std and a
+    default strength in its config; `stylize --palette` overrides the strength.
+    """
+    from .palette import record_palette
+
+    try:
+        path = record_palette(style, paintings, strength, output)
+    except (WeightsError, ValueError, OSError) as e:
+        fail(str(e), 2)
+    typer.echo(f"style with palette written to {path}")
+
+
 @app.command(name="eval")
 def eval_cmd(
     photos: Path = typer.Option(..., "--photos", help="Folder of photos (domain A)."),
@@ -218,6 +303,7 @@ def eval_cmd(
     blend: str = typer.Option("feather", "--blend", help="As in stylize."),
     seamless: bool = typer.Option(False, "--seamless", help="As in stylize."),
     scale: float = typer.Option(1.0, "--scale", min=0.01, max=8.0, help="As in stylize."),
+    palette: float = typer.Option(None, "--palette", min=0.0, max=1.0, help="As in stylize."),
     json_out: Path = typer.Option(None, "--json", help="Also write the results as JSON."),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
 ) -> None:
@@ -232,7 +318,7 @@ def eval_cmd(
         result = evaluate(stylizer, photos, paintings,
                           EvalConfig(holdout_every=holdout_every, seam_photos=seam_photos),
                           TileConfig(tile, overlap, scale, blend=blend,
-                                     seamless=seamless))
+                                     seamless=seamless, palette=palette))
     except (WeightsError, ValueError, OSError) as e:
         fail(str(e), 2)
     result["style"] = str(weights or style)

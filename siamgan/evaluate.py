@@ -9,7 +9,14 @@ import numpy as np
 from tqdm import tqdm
 
 from .images import list_images, load_rgb, resize, split_holdout
-from .metrics import colour_stats, content_ssim, reinhard_colour_transfer, seam_score, swd_pyramid
+from .metrics import (
+    colour_stats,
+    content_ssim,
+    grid_level,
+    reinhard_colour_transfer,
+    seam_score,
+    swd_pyramid,
+)
 from .stylize import Stylizer, TileConfig
 
 LEVELS = ("level0", "level1", "level2", "mean")
@@ -64,6 +71,7 @@ def evaluate(stylizer: Stylizer, photos_dir: str | Path, paintings_dir: str | Pa
     result: dict = {
         "photos": len(photos), "paintings": len(paintings), "config": asdict(cfg),
         "tiling": asdict(tiling), "tile_size": tile, "overlap": overlap, "blend": blend,
+        "palette": stylizer.palette_strength(tiling),
         "swd": {"photos": swd(photos, paintings), "stylized": swd(stylized, paintings),
                 "colour_transfer": swd(baseline, paintings),
                 "paintings_floor": swd(paintings[:half], paintings[half:])},
@@ -77,11 +85,11 @@ def evaluate(stylizer: Stylizer, photos_dir: str | Path, paintings_dir: str | Pa
 
 def seam_scores(stylizer: Stylizer, photos: list[np.ndarray], cfg: EvalConfig,
                 tiling: TileConfig) -> dict:
-    """Seam score of large stylized photos, with the resized inputs as a control."""
+    """Seam score and grid level of large stylized photos, the resized inputs as a control."""
     tile, overlap, _ = stylizer.layout(tiling)
     exact = (tile - overlap) / tiling.scale  # the tiles' pitch
     period = round(exact)
-    inputs, outputs = [], []
+    inputs, outputs, level_in, level_out = [], [], [], []
     if photos and (period != exact or period % 8 or period < 16):
         # seam_score folds whole periods of a multiple of 8 px: a tile that lands on
         # another pitch (tile 8, --scale 0.75, …) cannot be scored this way.
@@ -90,11 +98,15 @@ def seam_scores(stylizer: Stylizer, photos: list[np.ndarray], cfg: EvalConfig,
                 "skipped": f"tile period {exact:g} px is not a multiple of 8 px ≥ 16"}
     for p in tqdm(photos, desc="seams", unit="img", leave=False):
         big = resize(p, cfg.seam_width, cfg.seam_height)
+        out = stylizer.stylize_array(big, tiling)
         inputs.append(seam_score(big, period)["score"])
-        outputs.append(seam_score(stylizer.stylize_array(big, tiling), period)["score"])
+        outputs.append(seam_score(out, period)["score"])
+        level_in.append(grid_level(big, period)["level"])
+        level_out.append(grid_level(out, period)["level"])
     return {"size": f"{cfg.seam_width}x{cfg.seam_height}", "period": period,
             "input": inputs, "stylized": outputs,
-            "max": max(outputs) if outputs else None}
+            "max": max(outputs) if outputs else None,
+            "level": {"input": level_in, "stylized": level_out}}
 
 
 def format_table(result: dict) -> str:
@@ -102,7 +114,8 @@ def format_table(result: dict) -> str:
     lines = [f"{result['photos']} held-out photos, {result['paintings']} paintings, "
              f"tile {result['tile_size']}"
              + (f", overlap {result['overlap']} ({result['blend']})" if result.get("overlap")
-                else ""),
+                else "")
+             + (f", palette {result['palette']:g}" if result.get("palette") else ""),
              "",
              f"{'SWD ×1e3 vs paintings':<24}{'image':>9}{'½ band':>9}{'¼ band':>9}{'mean':>9}"]
     names = {"photos": "raw photos", "stylized": "stylized",
@@ -120,4 +133,8 @@ def format_table(result: dict) -> str:
         lines.append(f"seam score at {seams['size']} (period {seams['period']}): stylized "
                      + ", ".join(f"{s:.2f}" for s in seams["stylized"])
                      + "; inputs " + ", ".join(f"{s:.2f}" for s in seams["input"]))
+        level = seams["level"]
+        lines.append("grid level (luma levels): stylized "
+                     + ", ".join(f"{v:.1f}" for v in level["stylized"])
+                     + "; inputs " + ", ".join(f"{v:.1f}" for v in level["input"]))
     return "\n".join(lines)

@@ -54,6 +54,11 @@ def identity_l1(translated: torch.Tensor, original: torch.Tensor) -> torch.Tenso
     return (translated - original).abs().mean()
 
 
+def anchor_l1(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference to a frozen model's output (the seam polish's anchor)."""
+    return (out - target).abs().mean()
+
+
 def rgb_moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean (3,) and covariance (3×3) of the colours of every pixel of a B×3×H×W batch."""
     pixels = x.transpose(0, 1).reshape(x.shape[1], -1)
@@ -110,4 +115,26 @@ def seam_contrast(x: torch.Tensor, tile: int) -> torch.Tensor:
         classes = folded.view(tile // group, group)  # row r, column c: phase r·group + c
         others = (classes.sum(0, keepdim=True) - classes) / (tile // group - 1)
         terms.append((classes.log() - others.log()).pow(2).sum())
+    return torch.stack(terms).mean()
+
+
+def grid_level(x: torch.Tensor, tile: int) -> torch.Tensor:
+    """How far the mean colour at each position of the tile grid stands out.
+
+    ``x`` is a B×C×H×W batch of Combo outputs made of ``tile``-pixel tiles, whose crops
+    lie anywhere in their photos, so no position of the tile grid should be brighter or
+    of another colour than the others. For each direction, each channel's mean at every
+    position (over the batch and the other axis) is folded by ``tile``; the loss is the
+    squared deviations of those phase means from their mean, summed over phases and
+    channels. It catches a frame of another level along the tile borders, which the
+    pixel steps of :func:`seam_contrast` miss once its edges are soft.
+    """
+    if x.shape[-1] % tile or x.shape[-2] % tile:
+        raise ValueError(f"grid_level needs whole {tile}-pixel tiles, got {tuple(x.shape)}")
+    terms = []
+    for dim in (-1, -2):
+        other = -2 if dim == -1 else -1
+        profile = x.mean(dim=(0, other))  # C × length
+        folded = profile.reshape(x.shape[1], -1, tile).mean(dim=1)  # C × tile
+        terms.append((folded - folded.mean(dim=1, keepdim=True)).pow(2).sum())
     return torch.stack(terms).mean()

@@ -323,3 +323,35 @@ def seam_score(img: np.ndarray, period: int = 64) -> dict[str, float]:
     sy = _seam_ratio(np.abs(np.diff(y, axis=0)).mean(axis=1), period)
     valid = [v for v in (sx, sy) if not np.isnan(v)]
     return {"x": sx, "y": sy, "score": max(valid) if valid else float("nan")}
+
+
+def _level_deviation(profile: np.ndarray, period: int) -> float:
+    n_periods = len(profile) // period
+    if n_periods < 2:
+        return float("nan")
+    # Relative to the mean over one period around each position, so the picture's
+    # large-scale shading cancels; the median over periods ignores a single horizon or
+    # edge, as in the seam score.
+    detail = profile - ndimage.uniform_filter1d(profile, period, mode="nearest")
+    folded = np.median(detail[: n_periods * period].reshape(n_periods, period), axis=0)
+    return float(np.abs(folded - folded.mean()).max())
+
+
+def grid_level(img: np.ndarray, period: int = 64) -> dict[str, float]:
+    """Mean-brightness frame of a tile grid: ``{"x", "y", "level"}`` in luma levels (0–255).
+
+    The mean BT.601 luma of every column (resp. row) is folded by ``period``, each period
+    taken relative to its own mean and the median taken over periods; an axis scores the
+    largest deviation of one phase from the others. A frame one tile border wide and
+    ``d`` levels brighter scores about ``d``; the :func:`seam_score` of a frame with soft
+    edges can stay near 1 while this sees it. Unlike the seam score it depends on the
+    picture's content (a few tenths to about one level for a smooth photo), so compare
+    with the input.
+    """
+    if period < 2:
+        raise ValueError("period must be at least 2")
+    y = _luma(img)
+    lx = _level_deviation(y.mean(axis=0), period)
+    ly = _level_deviation(y.mean(axis=1), period)
+    valid = [v for v in (lx, ly) if not np.isnan(v)]
+    return {"x": lx, "y": ly, "level": max(valid) if valid else float("nan")}

@@ -12,6 +12,7 @@ from PIL import Image
 
 from .images import resize
 from .models import GeneratorConfig, PatchGenerator
+from .palette import Palette, check_strength, match_palette
 from .tiling import BLENDS, tile_starts, tiled_apply
 from .weights_io import WeightsError, check_state, find_style, load_weights
 
@@ -39,6 +40,9 @@ class TileConfig:
     keeps the tile pitch but runs tiles 1.5× as wide and keeps only their centres
     (``blend="crop"``): every kept pixel has a quarter tile of real surroundings,
     which hides the seams, for about 2.25× the model work (:meth:`Stylizer.layout`).
+    ``palette`` is the strength (0 to 1) of the palette match after the generator
+    (:func:`siamgan.palette.match_palette`); None means the style's own default, and
+    a style without a recorded palette gets none.
     """
 
     tile_size: int | None = None
@@ -47,8 +51,11 @@ class TileConfig:
     batch_size: int = 16
     blend: str = "feather"
     seamless: bool = False
+    palette: float | None = None
 
     def __post_init__(self) -> None:
+        if self.palette is not None:
+            check_strength(self.palette)
         if self.tile_size is not None and (self.tile_size < 4 or self.tile_size % 4):
             raise ValueError("tile_size must be a positive multiple of 4")
         if self.overlap < 0:
@@ -106,6 +113,11 @@ def load_style(name_or_path: str | Path) -> tuple[PatchGenerator, dict, Path]:
         int(config["tile_size"])
     except (KeyError, TypeError, ValueError) as e:
         raise WeightsError(f"{path}: bad generator config: missing or invalid {e}") from e
+    if "palette" in config:
+        try:
+            Palette.from_dict(config["palette"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise WeightsError(f"{path}: bad palette in config: {e}") from e
     check_state(path, gen, tensors)
     gen.load_state_dict(tensors)
     return gen, config, path
@@ -141,6 +153,8 @@ class Stylizer:
         self.generator = generator.to(self.device, memory_format=self.memory_format).eval()
         self.tile_size = tile_size
         self.config = config or {}
+        found = self.config.get("palette")
+        self.palette = Palette.from_dict(found) if found else None
         model = bfloat16_convolutions(self.generator) if precision == "bfloat16" else self.generator
         # dynamic: the last batch of a band is smaller; one graph serves every batch size.
         self._forward = torch.compile(model, dynamic=True) if compile else model
@@ -160,8 +174,23 @@ class Stylizer:
 
     def stylize_array(self, pixels: np.ndarray, tiling: TileConfig | None = None,
                       on_band=None) -> np.ndarray:
-        """H×W×3 uint8 → H×W×3 uint8, stylized tile by tile."""
-        return self._tiled(pixels, tiling or TileConfig(), self._run_tiles, on_band)
+        """H×W×3 uint8 → H×W×3 uint8, stylized tile by tile (then the palette match)."""
+        t = tiling or TileConfig()
+        return self._recolour(self._tiled(pixels, t, self._run_tiles, on_band), t)
+
+    def palette_strength(self, tiling: TileConfig | None = None) -> float:
+        """The palette match's strength that ``tiling`` means for this style (0: none)."""
+        if self.palette is None:
+            return 0.0
+        t = tiling or TileConfig()
+        return self.palette.strength if t.palette is None else t.palette
+
+    def _recolour(self, pixels: np.ndarray, t: TileConfig) -> np.ndarray:
+        strength = self.palette_strength(t)
+        if not strength:
+            return pixels
+        # The tiler's output is ours to overwrite (a resized one may be read-only).
+        return match_palette(pixels, self.palette, strength, in_place=pixels.flags.writeable)
 
     def stylize_arrays(self, images: list[np.ndarray],
                        tiling: TileConfig | None = None) -> list[np.ndarray]:
@@ -185,7 +214,8 @@ class Stylizer:
             return []
         outs = torch.cat([self._run_tiles(b) for b in torch.cat(collected).split(t.batch_size)])
         queue = iter(outs.split([c.shape[0] for c in collected]))
-        return [self._tiled(pixels, t, lambda _: next(queue)) for pixels in images]
+        return [self._recolour(self._tiled(pixels, t, lambda _: next(queue)), t)
+                for pixels in images]
 
     def tile_count(self, height: int, width: int, tiling: TileConfig | None = None) -> int:
         """How many tiles an image of this size is cut into."""

@@ -18,6 +18,7 @@ from . import distributed, losses
 from .data import CropConfig, CropSampler, colour_moments_of, load_collection
 from .images import image_grid, to_pixels
 from .models import DiscriminatorConfig, GeneratorConfig, PatchGenerator, SiameseDiscriminator
+from .palette import Palette
 from .runs import (
     StatsLog,
     deferred_interrupt,
@@ -273,14 +274,20 @@ def update_ema(ema: nn.Module, gen: nn.Module, decay: float) -> None:
 
 
 def style_config(cfg: TrainConfig, name: str, step: int, a_dir: str, b_dir: str,
-                 counts: tuple[int, int]) -> dict:
-    """The JSON config exported next to a style's weights."""
+                 counts: tuple[int, int], palette: Palette | None = None) -> dict:
+    """The JSON config exported next to a style's weights.
+
+    ``palette``: the B images' colours, recorded with strength 0 (off until asked for
+    with ``stylize --palette``, or given a default by ``siamgan palette``).
+    """
     return {
         "kind": "style", "name": name, "tile_size": cfg.tile_size,
         "generator": asdict(cfg.generator),
         "description": f"{Path(a_dir).name} → {Path(b_dir).name}, {step} steps",
         "training": {"a": str(a_dir), "b": str(b_dir), "images_a": counts[0],
                      "images_b": counts[1], "steps": step, "config": asdict(cfg)},
+        **({"palette": {**palette.to_dict(), "paintings": str(b_dir), "images": counts[1]}}
+           if palette is not None else {}),
     }
 
 
@@ -398,6 +405,7 @@ def _train(cfg: TrainConfig, a_dir: str | Path, b_dir: str | Path, name: str, ru
         write_json(run / "config.json", {"name": name, "a": str(a_dir), "b": str(b_dir),
                                          **asdict(cfg), "changes": history})
     counts = (len(images_a), len(images_b))
+    palette = Palette.from_images(images_b)
     colour = (tuple(t.to(device) for t in colour_moments_of(images_b))
               if cfg.colour_weight else None)
 
@@ -411,7 +419,7 @@ def _train(cfg: TrainConfig, a_dir: str | Path, b_dir: str | Path, name: str, ru
                 "opt_d": m.opt_d.state_dict(), "sampler_a": sampler_a.state(),
                 "sampler_b": sampler_b.state(), "rng": rng_state()})
             save_weights(run / f"{name}.safetensors", m.ema.state_dict(),
-                         style_config(cfg, name, step, str(a_dir), str(b_dir), counts))
+                         style_config(cfg, name, step, str(a_dir), str(b_dir), counts, palette))
         distributed.barrier()  # no rank goes on before the checkpoint is complete
 
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {name}", unit="step",
@@ -460,6 +468,6 @@ def _train(cfg: TrainConfig, a_dir: str | Path, b_dir: str | Path, name: str, ru
         weights = user_styles_dir() / f"{name}.safetensors"
         if main:
             save_weights(weights, m.ema.state_dict(),
-                         style_config(cfg, name, step, str(a_dir), str(b_dir), counts))
+                         style_config(cfg, name, step, str(a_dir), str(b_dir), counts, palette))
         distributed.barrier()
     return weights

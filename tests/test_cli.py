@@ -205,6 +205,10 @@ def test_seams_are_folded_at_the_pitch_of_overlapping_tiles():
     assert abutting["period"] == 32 and abutting["max"] > 1.5
     assert feathered["period"] == 24 and 1.2 * control < feathered["max"] < abutting["max"]
     assert cropped["period"] == 24 and cropped["max"] == pytest.approx(control, rel=0.01)
+    # The darkened band is a frame of another level too; with crop blending it is gone.
+    assert abutting["level"]["stylized"][0] > 3 * abutting["level"]["input"][0]
+    assert cropped["level"]["stylized"][0] == pytest.approx(cropped["level"]["input"][0],
+                                                            abs=0.2)
 
 
 def test_seamless_runs_wider_tiles_and_keeps_their_centres(tmp_path):

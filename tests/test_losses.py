@@ -318,3 +318,20 @@ def test_colour_term_reaches_the_generator_and_needs_its_target():
     assert math.isfinite(stats["colour"]) and stats["colour"] > 0
     with pytest.raises(ValueError, match="colour moments"):
         train_step(m, batch(cfg, 1), batch(cfg, 2), cfg)
+
+
+def test_grid_level_is_zero_without_a_frame_and_finds_one():
+    torch.manual_seed(0)
+    flat = torch.full((2, 3, 32, 48), 0.3)
+    assert losses.grid_level(flat, 16).item() == pytest.approx(0.0, abs=1e-12)
+    framed = flat.clone()
+    framed[..., :, 15::16] += 0.2  # one column per tile brighter, in every channel
+    value = losses.grid_level(framed, 16).item()
+    # x: phase 15 is 0.2 − 0.2/16 above the mean, 15 phases 0.2/16 below, in 3 channels;
+    # y: nothing; the loss averages the two directions.
+    expected = 3 * ((0.2 - 0.2 / 16) ** 2 + 15 * (0.2 / 16) ** 2) / 2
+    assert value == pytest.approx(expected, rel=1e-5)
+    noisy = flat + 0.1 * torch.randn_like(flat)  # no grid structure: small
+    assert losses.grid_level(noisy, 16).item() < 0.1 * value
+    with pytest.raises(ValueError):
+        losses.grid_level(flat, 20)

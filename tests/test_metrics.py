@@ -181,3 +181,33 @@ def test_seam_score_small_image_is_nan() -> None:
     s = M.seam_score(_photo(100, 300))  # fewer than 2 periods along y
     assert np.isnan(s["y"]) and s["score"] == s["x"]
     assert np.isnan(M.seam_score(_photo(64, 64))["score"])
+
+
+# ------------------------------------------------------------------ grid level
+
+
+def _soft_frame(img: np.ndarray, levels: float, period: int = 64) -> np.ndarray:
+    """A brighter band, soft-edged (3 px ramps), along every tile border in x and y."""
+    phase = np.arange(period)
+    dist = np.minimum(phase, period - phase)  # distance to the nearest border, in px
+    ramp = np.clip(1 - dist / 3, 0, 1)
+    bump = np.tile(ramp, img.shape[1] // period + 1)[: img.shape[1]]
+    bump_y = np.tile(ramp, img.shape[0] // period + 1)[: img.shape[0]]
+    frame = levels * np.maximum(bump[None, :], bump_y[:, None])
+    return np.clip(img + frame[..., None], 0, 255).round().astype(np.uint8)
+
+
+def test_grid_level_of_a_clean_photo_is_small_and_a_soft_frame_is_measured() -> None:
+    img = _photo()
+    assert M.grid_level(img)["level"] < 1.0  # content alone: under a level
+    framed = M.grid_level(_soft_frame(img.astype(np.float64), 6.0))
+    assert 4.0 < framed["x"] < 7.0 and 4.0 < framed["y"] < 7.0
+    # The seam score barely sees the same frame: its edges are soft.
+    assert M.seam_score(_soft_frame(img.astype(np.float64), 6.0))["score"] < 1.5
+
+
+def test_grid_level_ignores_large_scale_shading() -> None:
+    y, x = np.mgrid[0:512, 0:1024]
+    shaded = 100 + 60 * np.sin(x / 150) + 40 * np.cos(y / 90)
+    img = np.repeat(shaded[..., None], 3, axis=2).round().astype(np.uint8)
+    assert M.grid_level(img)["level"] < 0.3

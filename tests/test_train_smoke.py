@@ -15,7 +15,7 @@ from PIL import Image
 from siamgan.data import load_collection
 from siamgan.models import DiscriminatorConfig, GeneratorConfig
 from siamgan.runs import load_checkpoint
-from siamgan.stylize import Stylizer
+from siamgan.stylize import Stylizer, TileConfig
 from siamgan.weights_io import list_styles, load_weights, user_styles_dir
 
 T = importlib.import_module("siamgan.train")  # the package also exports a `train` function
@@ -104,6 +104,10 @@ def test_exported_style_loads_by_name_and_stylizes_odd_sizes(tmp_path):
     assert not np.array_equal(arr, photo)  # a generator, not a copy
     again = np.asarray(Stylizer.from_style("tiny", device="cpu").stylize(Image.fromarray(photo)))
     np.testing.assert_array_equal(arr, again)  # loading and stylizing are deterministic
+    # The paintings' palette is recorded, off by default; --palette turns it on.
+    assert stylizer.config["palette"]["images"] == 3 and stylizer.palette_strength() == 0.0
+    matched = stylizer.stylize_array(photo, TileConfig(palette=1.0))
+    assert not np.array_equal(matched, arr)
 
 
 @pytest.mark.parametrize("recipe", ["no-combo", "seed"])
