@@ -97,16 +97,20 @@ def polish_loss(student: torch.nn.Module, teacher: torch.nn.Module, crops: torch
     """Anchor + seam term of the student through the Combo model on ``crops``."""
     with torch.no_grad():
         target = combo(teacher, crops, tile)
-        # The teacher on whole crops has no tile grid at all: the level term looks at
-        # the tiled output's difference from it, so the photos' own content cancels.
-        untiled = teacher(crops) if cfg.level_weight else target
     out = combo(student, crops, tile)
     anchor = losses.anchor_l1(out, target)
     seam = losses.seam_contrast(out, tile)
-    level = losses.grid_level(out - untiled, tile)
-    loss = cfg.anchor_weight * anchor + cfg.seam_weight * seam + cfg.level_weight * level
-    return loss, {"loss": loss.item(), "anchor": anchor.item(), "seam": seam.item(),
-                  "level": level.item()}
+    loss = cfg.anchor_weight * anchor + cfg.seam_weight * seam
+    stats = {"anchor": anchor.item(), "seam": seam.item()}
+    if cfg.level_weight:
+        # The teacher on whole crops has no tile grid at all: the level term looks at
+        # the tiled output's difference from it, so the photos' own content cancels.
+        with torch.no_grad():
+            untiled = teacher(crops)
+        level = losses.grid_level(out - untiled, tile)
+        loss = loss + cfg.level_weight * level
+        stats["level"] = level.item()
+    return loss, {"loss": loss.item(), **stats}
 
 
 def polish(cfg: PolishConfig, photos: str | Path, name: str, runs_dir: str | Path = "runs",

@@ -59,6 +59,7 @@ def test_loss_starts_at_the_seam_term_alone_and_trains_only_the_student(tmp_path
     student.load_state_dict(moved)
     _, stats = polish_loss(student, teacher, crops, TILE, config(path, seam_weight=0.0))
     assert stats["anchor"] > 0 and stats["loss"] == pytest.approx(stats["anchor"])
+    assert "level" not in stats  # off: not computed
     # The level term looks at the tiled output's difference from the whole-crop teacher.
     _, stats = polish_loss(student, teacher, crops, TILE, config(path, level_weight=2.0))
     with torch.no_grad():
