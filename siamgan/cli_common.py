@@ -9,7 +9,7 @@ import typer
 
 from .data import DataError
 from .distributed import is_main
-from .train import TrainingDiverged
+from .runs import TrainingDiverged
 
 DEVICE_HELP = "auto (CUDA if present, else CPU), cpu, cuda or cuda:N."
 

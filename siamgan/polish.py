@@ -23,7 +23,6 @@ which asks tiles for pixels that depend on surroundings they cannot see and blur
 from __future__ import annotations
 
 import copy
-import math
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -36,7 +35,9 @@ from .data import CropConfig, CropSampler, load_collection
 from .images import image_grid, to_pixels
 from .runs import (
     StatsLog,
+    check_finite,
     deferred_interrupt,
+    due,
     load_checkpoint,
     plot_losses,
     rng_state,
@@ -47,7 +48,6 @@ from .runs import (
 )
 from .stylize import load_style, resolve_device
 from .tiling import combo
-from .train import TrainingDiverged
 from .weights_io import save_weights, user_styles_dir
 
 
@@ -175,9 +175,7 @@ def polish(cfg: PolishConfig, photos: str | Path, name: str, runs_dir: str | Pat
                 t0 = time.perf_counter()
                 crops = sampler.sample(cfg.batch_size, device)
                 loss, stats = polish_loss(student, teacher, crops, tile, cfg)
-                if not math.isfinite(stats["loss"]):
-                    raise TrainingDiverged(f"non-finite loss at step {step + 1}; "
-                                           f"the last good checkpoint in {run} is kept")
+                check_finite(stats, step + 1, run)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -187,13 +185,12 @@ def polish(cfg: PolishConfig, photos: str | Path, name: str, runs_dir: str | Pat
                 bar.update(1)
                 bar.set_postfix(anchor=f"{stats['anchor']:.4f}", seam=f"{stats['seam']:.4f}",
                                 refresh=False)
-                if step % cfg.sample_every == 0 or step == cfg.steps:
+                if due(step, cfg.sample_every, cfg.steps):
                     save_image(run / "samples" / f"{step:08d}.png",
                                _sample_sheet(teacher, student, fixed.to(device), tile))
                     plot_losses(stats_log.read(), ["anchor", "seam", "level"],
                                 run / "losses.png")
-                if (step % cfg.checkpoint_every == 0 or step == cfg.steps
-                        or interrupt["requested"]):
+                if due(step, cfg.checkpoint_every, cfg.steps) or interrupt["requested"]:
                     checkpoint()
                 if interrupt["requested"]:
                     raise KeyboardInterrupt

@@ -118,6 +118,24 @@ def atomic_save(path: str | Path, writer: Callable[[IO[bytes]], Any]) -> None:
         writer(f)
 
 
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN/Inf; the last good checkpoint is kept."""
+
+
+def check_finite(stats: dict[str, float], step: int, run_dir: str | Path) -> None:
+    """Raise :class:`TrainingDiverged` naming the losses that are NaN/Inf at ``step``."""
+    bad = {k: v for k, v in stats.items() if not math.isfinite(v)}
+    if bad:
+        raise TrainingDiverged(f"non-finite loss at step {step}: {bad}; "
+                               f"the last good checkpoint in {run_dir} is kept")
+
+
+def due(count: int, every: int, last: int) -> bool:
+    """Whether a periodic event (sample sheet, checkpoint) falls on step or epoch ``count``:
+    every ``every`` of them, and always at the ``last``."""
+    return count % every == 0 or count == last
+
+
 def write_json(path: str | Path, data: dict) -> None:
     with atomic_write(path, "w") as f:
         json.dump(data, f, indent=2, sort_keys=False, default=str)

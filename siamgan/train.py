@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -19,9 +18,12 @@ from .data import CropConfig, CropSampler, colour_moments_of, load_collection
 from .images import image_grid, to_pixels
 from .models import DiscriminatorConfig, GeneratorConfig, PatchGenerator, SiameseDiscriminator
 from .palette import Palette
-from .runs import (
+from .runs import (  # noqa: F401 (TrainingDiverged: re-exported, tests use T.TrainingDiverged)
     StatsLog,
+    TrainingDiverged,
+    check_finite,
     deferred_interrupt,
+    due,
     load_checkpoint,
     plot_losses,
     rng_state,
@@ -32,10 +34,6 @@ from .runs import (
 )
 from .tiling import combo, tiled_apply
 from .weights_io import save_weights, user_styles_dir
-
-
-class TrainingDiverged(RuntimeError):
-    """A loss became NaN/Inf; the last good checkpoint is kept."""
 
 
 @dataclass
@@ -434,10 +432,7 @@ def _train(cfg: TrainConfig, a_dir: str | Path, b_dir: str | Path, name: str, ru
                 stats = train_step(m, a, b, cfg, step, colour)
                 # Logged losses are means over all ranks, so every rank agrees on NaNs.
                 stats = dict(zip(stats, distributed.average(list(stats.values()), device)))
-                if not all(math.isfinite(v) for v in stats.values()):
-                    bad = {k: v for k, v in stats.items() if not math.isfinite(v)}
-                    raise TrainingDiverged(f"non-finite loss at step {step + 1}: {bad}; "
-                                           f"the last good checkpoint in {run} is kept")
+                check_finite(stats, step + 1, run)
                 step += 1
                 t2 = time.perf_counter()
                 if main:
@@ -447,7 +442,7 @@ def _train(cfg: TrainConfig, a_dir: str | Path, b_dir: str | Path, name: str, ru
                 bar.update(1)
                 bar.set_postfix(d=f"{stats['loss_d']:.3f}", g=f"{stats['loss_g']:.3f}",
                                 T=f"{stats['cos_g']:.3f}", refresh=False)
-                if main and (step % cfg.sample_every == 0 or step == cfg.steps):
+                if main and due(step, cfg.sample_every, cfg.steps):
                     sheet, whole_sheet = _sample_sheet(m.ema, fixed, whole, cfg, device)
                     save_image(run / "samples" / f"{step:08d}.png", sheet)
                     save_image(run / "samples" / f"{step:08d}_whole.png", whole_sheet)
@@ -455,7 +450,7 @@ def _train(cfg: TrainConfig, a_dir: str | Path, b_dir: str | Path, name: str, ru
                                 run / "losses.png")
                 # One Ctrl-C seen by any rank stops them all after the same step.
                 interrupt["requested"] = distributed.any_rank(interrupt["requested"], device)
-                if step % cfg.checkpoint_every == 0 or step == cfg.steps or interrupt["requested"]:
+                if due(step, cfg.checkpoint_every, cfg.steps) or interrupt["requested"]:
                     checkpoint()
                 if interrupt["requested"]:
                     raise KeyboardInterrupt

@@ -9,8 +9,11 @@ from PIL import Image
 
 from siamgan.runs import (
     StatsLog,
+    TrainingDiverged,
     atomic_write,
+    check_finite,
     deferred_interrupt,
+    due,
     load_checkpoint,
     plot_losses,
     save_checkpoint,
@@ -75,3 +78,16 @@ def test_resuming_removes_the_temp_files_of_a_killed_save(tmp_path):
         p.write_bytes(b"partial")
     assert load_checkpoint(tmp_path)["step"] == 3
     assert not dead.exists() and live.exists() and other.exists()
+
+
+def test_check_finite_names_the_bad_losses_and_the_step(tmp_path):
+    check_finite({"a": 1.0, "b": -2.5}, 3, tmp_path)  # all finite: nothing happens
+    with pytest.raises(TrainingDiverged, match=r"at step 7: \{'b': nan\}") as err:
+        check_finite({"a": 1.0, "b": float("nan")}, 7, tmp_path)
+    assert str(tmp_path) in str(err.value) and "'a'" not in str(err.value)
+
+
+@pytest.mark.parametrize("count, every, last, expected", [
+    (4, 2, 9, True), (5, 2, 9, False), (9, 4, 9, True), (1, 1, 3, True), (3, 5, 10, False)])
+def test_due_every_n_and_at_the_last(count, every, last, expected):
+    assert due(count, every, last) is expected

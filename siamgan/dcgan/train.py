@@ -23,6 +23,8 @@ from ..data import DataError, load_collection
 from ..images import image_grid, to_model_range
 from ..runs import (
     StatsLog,
+    check_finite,
+    due,
     load_checkpoint,
     plot_losses,
     rng_state,
@@ -31,7 +33,7 @@ from ..runs import (
     set_rng_state,
     write_json,
 )
-from ..train import TrainingDiverged, unwrap
+from ..train import unwrap
 from ..weights_io import save_weights
 from . import losses
 from .models import DCGANConfig, Discriminator, Generator
@@ -394,9 +396,7 @@ def _train_dcgan(cfg: DCGANTrainConfig, data: str | Path, name: str, run: Path,
                 values = torch.stack(list(tensors.values())).tolist()
                 # Means over all ranks, so every rank agrees on NaNs.
                 stats = dict(zip(tensors, distributed.average(values, device)))
-                if not all(math.isfinite(v) for v in stats.values()):
-                    raise TrainingDiverged(f"non-finite loss at step {step + 1}: {stats}; "
-                                           f"the last good checkpoint in {run} is kept")
+                check_finite(stats, step + 1, run)
                 step += 1
                 batch_in_epoch += 1
                 if main:
@@ -413,9 +413,9 @@ def _train_dcgan(cfg: DCGANTrainConfig, data: str | Path, name: str, run: Path,
             bar.close()
             epoch, batch_in_epoch = epoch + 1, 0
             epoch_start, step_rng = shuffler.bit_generator.state, rng_state()
-            if epoch % cfg.sample_every == 0 or epoch == cfg.epochs:
+            if due(epoch, cfg.sample_every, cfg.epochs):
                 snapshot(f"epoch_{epoch:04d}.png")
-            if epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs:
+            if due(epoch, cfg.checkpoint_every, cfg.epochs):
                 checkpoint()
                 distributed.barrier()  # no rank goes on before the checkpoint is complete
     except _StopEarly:
