@@ -223,10 +223,15 @@ def polish(
     level: float = typer.Option(0.0, "--level", min=0.0,
                                 help="Weight of the level term: no tile-grid position of "
                                      "another mean colour (a frame along tile borders)."),
+    level_per_image: bool = typer.Option(False, "--level-per-image",
+                                         help="Take the level term in each crop, not on "
+                                              "the batch mean."),
     anchor: float = typer.Option(1.0, "--anchor", min=0.0,
                                  help="Weight of the L1 to the style before polishing."),
     max_zoom: float = typer.Option(10.0, "--max-zoom", min=1.0,
                                    help="Half the crops enlarged by up to this factor."),
+    dark: float = typer.Option(0.0, "--dark", min=0.0, max=1.0,
+                               help="Share of the crops darkened by up to 8× (night scenes)."),
     holdout_every: int = typer.Option(0, "--holdout-every", min=0,
                                       help="Keep every K-th photo (sorted) out, as in train."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
@@ -250,8 +255,9 @@ def polish(
 
     try:
         cfg = PolishConfig(style=style, steps=steps, batch_size=batch, crop_tiles=crop_tiles,
-                           lr=lr, seam_weight=seam, level_weight=level, anchor_weight=anchor,
-                           max_zoom=max_zoom,
+                           lr=lr, seam_weight=seam, level_weight=level,
+                           level_per_image=level_per_image, anchor_weight=anchor,
+                           max_zoom=max_zoom, dark_share=dark,
                            holdout_every=holdout_every, seed=seed, sample_every=sample_every,
                            checkpoint_every=checkpoint_every, device=device)
     except ValueError as e:

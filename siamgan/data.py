@@ -138,13 +138,24 @@ class CropConfig:
     """How training crops are drawn: side ``size`` px, zoomed out by up to ``1/min_scale``.
 
     With ``max_zoom > 1`` half the crops are instead enlarged, by a factor drawn
-    log-uniformly from [1, ``max_zoom``]: the nearly flat tiles of a large photo.
+    log-uniformly from [1, ``max_zoom``]: the nearly flat tiles of a large photo. A
+    ``dark_share`` of the crops is darkened, every pixel value scaled by a factor drawn
+    log-uniformly from [``min_exposure``, 1]: night scenes, rarer in photo collections
+    than in photo libraries.
     """
 
     size: int = 128
     min_scale: float = 0.5
     flip: bool = True
     max_zoom: float = 1.0
+    dark_share: float = 0.0
+    min_exposure: float = 0.125
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.dark_share <= 1.0:
+            raise ValueError(f"dark_share must be in [0, 1], got {self.dark_share}")
+        if not 0.0 < self.min_exposure <= 1.0:
+            raise ValueError(f"min_exposure must be in (0, 1], got {self.min_exposure}")
 
 
 class CropSampler:
@@ -181,6 +192,9 @@ class CropSampler:
                                                              Image.Resampling.BILINEAR))
         if cfg.flip and rng.random() < 0.5:
             patch = patch[:, ::-1]
+        if cfg.dark_share and rng.random() < cfg.dark_share:  # no draw when off: same crops
+            exposure = np.exp(rng.uniform(np.log(cfg.min_exposure), 0.0))
+            patch = (patch * exposure).round().astype(np.uint8)
         return patch
 
     def state(self) -> dict:

@@ -118,7 +118,7 @@ def seam_contrast(x: torch.Tensor, tile: int) -> torch.Tensor:
     return torch.stack(terms).mean()
 
 
-def grid_level(x: torch.Tensor, tile: int) -> torch.Tensor:
+def grid_level(x: torch.Tensor, tile: int, per_image: bool = False) -> torch.Tensor:
     """How far the mean colour at each position of the tile grid stands out.
 
     ``x`` is a B×C×H×W batch of Combo outputs made of ``tile``-pixel tiles, whose crops
@@ -128,13 +128,19 @@ def grid_level(x: torch.Tensor, tile: int) -> torch.Tensor:
     squared deviations of those phase means from their mean, summed over phases and
     channels. It catches a frame of another level along the tile borders, which the
     pixel steps of :func:`seam_contrast` miss once its edges are soft.
+
+    With ``per_image`` the phase means are taken in each image and the squared
+    deviations averaged over the batch: a frame that is bright on some crops and dark on
+    others (it may follow their content) no longer cancels in the batch mean.
     """
     if x.shape[-1] % tile or x.shape[-2] % tile:
         raise ValueError(f"grid_level needs whole {tile}-pixel tiles, got {tuple(x.shape)}")
     terms = []
     for dim in (-1, -2):
         other = -2 if dim == -1 else -1
-        profile = x.mean(dim=(0, other))  # C × length
-        folded = profile.reshape(x.shape[1], -1, tile).mean(dim=1)  # C × tile
-        terms.append((folded - folded.mean(dim=1, keepdim=True)).pow(2).sum())
+        profile = x.mean(dim=other)  # B × C × length
+        if not per_image:
+            profile = profile.mean(dim=0, keepdim=True)
+        folded = profile.reshape(*profile.shape[:2], -1, tile).mean(dim=2)  # B × C × tile
+        terms.append((folded - folded.mean(dim=2, keepdim=True)).pow(2).sum(dim=(1, 2)).mean())
     return torch.stack(terms).mean()

@@ -57,7 +57,9 @@ class PolishConfig:
 
     Crops are ``crop_tiles`` × the style's tile size on a side; half of them are
     enlarged by a factor drawn log-uniformly from [1, ``max_zoom``] (the flat tiles of a
-    large photo), the rest are taken at the photo's own scale.
+    large photo), the rest are taken at the photo's own scale. A ``dark_share`` of them
+    is darkened by up to 8× (night scenes; :class:`data.CropConfig`). The level term
+    is taken per crop with ``level_per_image``, else on the batch mean.
     """
 
     style: str = "vangogh"
@@ -67,8 +69,10 @@ class PolishConfig:
     lr: float = 5e-5
     seam_weight: float = 1.0
     level_weight: float = 0.0
+    level_per_image: bool = False
     anchor_weight: float = 1.0
     max_zoom: float = 10.0
+    dark_share: float = 0.0
     max_image_side: int = 512
     holdout_every: int = 0
     seed: int = 0
@@ -85,6 +89,8 @@ class PolishConfig:
             raise ValueError("lr must be > 0 and the weights ≥ 0")
         if self.max_zoom < 1:
             raise ValueError("max_zoom must be ≥ 1")
+        if not 0 <= self.dark_share <= 1:
+            raise ValueError("dark_share must be in [0, 1]")
 
     @classmethod
     def from_dict(cls, data: dict) -> PolishConfig:
@@ -107,7 +113,7 @@ def polish_loss(student: torch.nn.Module, teacher: torch.nn.Module, crops: torch
         # the tiled output's difference from it, so the photos' own content cancels.
         with torch.no_grad():
             untiled = teacher(crops)
-        level = losses.grid_level(out - untiled, tile)
+        level = losses.grid_level(out - untiled, tile, cfg.level_per_image)
         loss = loss + cfg.level_weight * level
         stats["level"] = level.item()
     return loss, {"loss": loss.item(), **stats}
@@ -137,7 +143,8 @@ def polish(cfg: PolishConfig, photos: str | Path, name: str, runs_dir: str | Pat
     opt = torch.optim.Adam(student.parameters(), cfg.lr, betas=(0.5, 0.999))
     images = load_collection(photos, cfg.max_image_side, size, desc="photos",
                              holdout_every=cfg.holdout_every, progress=progress)
-    sampler = CropSampler(images, CropConfig(size, 1.0, True, cfg.max_zoom), cfg.seed)
+    crop_cfg = CropConfig(size, 1.0, True, cfg.max_zoom, cfg.dark_share)
+    sampler = CropSampler(images, crop_cfg, cfg.seed)
     # Fixed sheet crops, some enlarged (up to 4×), where a tile grid shows most.
     fixed = CropSampler(images, CropConfig(size, 1.0, False, 4.0), 12345).sample(4)
     stats_log = StatsLog(run)

@@ -335,3 +335,18 @@ def test_grid_level_is_zero_without_a_frame_and_finds_one():
     assert losses.grid_level(noisy, 16).item() < 0.1 * value
     with pytest.raises(ValueError):
         losses.grid_level(flat, 20)
+
+
+def test_grid_level_per_image_sees_frames_that_cancel_in_the_batch():
+    flat = torch.full((2, 3, 32, 48), 0.3)
+    framed = flat.clone()
+    framed[0, :, :, 15::16] += 0.2  # a bright frame on the first crop ...
+    framed[1, :, :, 15::16] -= 0.2  # ... and a dark one on the second
+    assert losses.grid_level(framed, 16).item() == pytest.approx(0.0, abs=1e-10)
+    expected = 3 * ((0.2 - 0.2 / 16) ** 2 + 15 * (0.2 / 16) ** 2) / 2  # as for one frame
+    assert losses.grid_level(framed, 16, per_image=True).item() == pytest.approx(expected,
+                                                                                rel=1e-5)
+    same = flat.clone()
+    same[..., 15::16] += 0.2  # the same frame everywhere: both ways agree
+    assert losses.grid_level(same, 16, per_image=True).item() == pytest.approx(
+        losses.grid_level(same, 16).item(), rel=1e-5)

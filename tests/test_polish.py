@@ -66,6 +66,12 @@ def test_loss_starts_at_the_seam_term_alone_and_trains_only_the_student(tmp_path
         level = losses.grid_level(combo(student, crops, TILE) - teacher(crops), TILE).item()
     assert stats["level"] == pytest.approx(level, rel=1e-5) and level > 0
     assert stats["loss"] == pytest.approx(stats["anchor"] + stats["seam"] + 2 * level, rel=1e-5)
+    _, stats = polish_loss(student, teacher, crops, TILE,
+                           config(path, level_weight=2.0, level_per_image=True))
+    with torch.no_grad():
+        level = losses.grid_level(combo(student, crops, TILE) - teacher(crops), TILE,
+                                  per_image=True).item()
+    assert stats["level"] == pytest.approx(level, rel=1e-5)
 
 
 def test_a_few_steps_write_the_run_and_export_a_style(tmp_path):
@@ -89,7 +95,9 @@ def test_a_few_steps_write_the_run_and_export_a_style(tmp_path):
 def test_ctrl_c_then_resume_repeats_the_uninterrupted_run(tmp_path, monkeypatch):
     style, _ = tiny_style(tmp_path)
     photos = folder(tmp_path / "photos", 4, seed=1)
-    reference = polish(config(style), photos, "ref", tmp_path / "runs", export=False,
+    # Every option that draws or weighs something on: darkened crops, level per crop.
+    extra = {"dark_share": 0.5, "level_weight": 1.0, "level_per_image": True}
+    reference = polish(config(style, **extra), photos, "ref", tmp_path / "runs", export=False,
                        progress=False)
     P = __import__("siamgan.polish", fromlist=["polish_loss"])
     real, calls = P.polish_loss, []
@@ -102,10 +110,11 @@ def test_ctrl_c_then_resume_repeats_the_uninterrupted_run(tmp_path, monkeypatch)
 
     monkeypatch.setattr(P, "polish_loss", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        polish(config(style), photos, "cut", tmp_path / "runs", export=False, progress=False)
+        polish(config(style, **extra), photos, "cut", tmp_path / "runs", export=False,
+               progress=False)
     assert load_checkpoint(tmp_path / "runs" / "cut")["step"] == 3
     monkeypatch.setattr(P, "polish_loss", real)
-    resumed = polish(config(style), photos, "cut", tmp_path / "runs", resume=True,
+    resumed = polish(config(style, **extra), photos, "cut", tmp_path / "runs", resume=True,
                      export=False, progress=False)
     a, b = load_weights(reference)[0], load_weights(resumed)[0]
     for k in a:
@@ -117,10 +126,16 @@ def test_cli_polish_and_its_usage_errors(tmp_path, home):
     photos = folder(tmp_path / "photos", 3, seed=1)
     base = ["polish", "--photos", str(photos), "--style", str(style), "--runs-dir",
             str(tmp_path / "runs"), "--device", "cpu", "--batch", "1", "--crop-tiles", "2"]
-    r = CliRunner().invoke(app, [*base, "--name", "p", "--steps", "1"])
+    r = CliRunner().invoke(app, [*base, "--name", "p", "--steps", "1", "--level", "2",
+                                 "--level-per-image", "--dark", "0.5"])
     assert r.exit_code == 0, r.output
+    run_cfg = json.loads((tmp_path / "runs" / "p" / "config.json").read_text())
+    assert (run_cfg["dark_share"], run_cfg["level_weight"], run_cfg["level_per_image"]) == \
+        (0.5, 2.0, True)
     assert (home / "styles" / "p.safetensors").is_file()
     r = CliRunner().invoke(app, [*base, "--name", "q", "--crop-tiles", "1"])
+    assert r.exit_code == 2
+    r = CliRunner().invoke(app, [*base, "--name", "q", "--dark", "2"])
     assert r.exit_code == 2
     r = CliRunner().invoke(app, [*base, "--name", "q", "--style", "no-such-style"])
     assert r.exit_code == 2 and "not found" in r.output

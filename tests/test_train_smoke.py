@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from helpers import folder
 from PIL import Image
 
@@ -200,3 +201,23 @@ def test_zoomed_photo_crops_are_enlarged_and_flatter():
     # Noise enlarged by 2–8× is smooth: about half the crops have much smaller steps.
     assert (steps(zoomed) < 0.5 * steps(plain).median()).float().mean() > 0.3
     assert (steps(plain) < 0.5 * steps(plain).median()).sum() == 0
+
+
+def test_darkened_crops_keep_the_stream_and_are_scaled_down():
+    from siamgan.data import CropConfig, CropSampler
+
+    rng = np.random.default_rng(0)
+    images = [rng.integers(64, 256, (128, 128, 3), dtype=np.uint8) for _ in range(3)]
+    plain = CropSampler(images, CropConfig(32, 1.0, max_zoom=4.0), 3).sample(32)
+    off = CropSampler(images, CropConfig(32, 1.0, max_zoom=4.0, dark_share=0.0), 3).sample(32)
+    assert torch.equal(plain, off)  # off draws nothing: earlier runs' crops are unchanged
+    dark = CropSampler(images, CropConfig(32, 1.0, max_zoom=4.0, dark_share=1.0,
+                                          min_exposure=0.25), 3).sample(32)
+    level = lambda x: (x.mean(dim=(1, 2, 3)) + 1) / 2  # noqa: E731
+    # Every crop darkened by 1–4×: its mean level drops below the plain crops' lowest.
+    assert (level(dark) < level(plain).min()).float().mean() > 0.5
+    assert (level(dark) >= 0.25 * 64 / 255 - 0.01).all()  # never below the min exposure
+    with pytest.raises(ValueError):
+        CropConfig(dark_share=1.5)
+    with pytest.raises(ValueError):
+        CropConfig(min_exposure=0.0)
