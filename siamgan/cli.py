@@ -38,8 +38,21 @@ def stylize(
     tile: int = typer.Option(None, "--tile", min=8,
                              help="Tile size in px (default: the style's training tile)."),
     scale: float = typer.Option(1.0, "--scale", min=0.01, max=8.0,
-                                help="Resize before stylizing; <1 gives larger brush strokes. "
-                                     "The output keeps the input's size."),
+                                help="Brush size, relative to the style's default: 1 paints "
+                                     "strokes as large, relative to the whole picture, as "
+                                     "in the style's paintings, at any image size; 0.5 "
+                                     "strokes twice as large, 2 half as large. The output "
+                                     "keeps the input's size."),
+    strokes: str = typer.Option("picture", "--strokes",
+                                help="picture: --scale is relative to the whole picture "
+                                     "(a coarse painting plus finer detail, docs/strokes.md); "
+                                     "pixel: the input is resized by --scale, painted, and "
+                                     "resized back (the style's strokes at the image's "
+                                     "pixels)."),
+    detail: float = typer.Option(None, "--detail", min=0.0, max=2.0,
+                                 help="With --strokes picture: how much of the finer "
+                                      "paintings' detail is added to the coarse one (0: "
+                                      "none, the fastest; default: the style's own)."),
     overlap: int = typer.Option(0, "--overlap", min=0,
                                 help="Overlap between tiles in px. 0 = abutting tiles, as "
                                      "trained by the Combo model."),
@@ -95,7 +108,7 @@ def stylize(
             batch_size = 16 if resolve_device(device).type == "cpu" else 256
         options = ConvertOptions(out_format, quality, overwrite, max_pixels,
                                  TileConfig(tile, overlap, scale, batch_size, blend, seamless,
-                                            palette),
+                                            palette, strokes, detail),
                                  progress=True, log=lambda line: tqdm.write(line, file=sys.stderr),
                                  shard=None if shard is None else parse_shard(shard))
         expand_inputs(inputs)  # usage errors before the style is loaded
@@ -133,6 +146,19 @@ def train_cmd(
     colour: float = typer.Option(None, "--colour",
                                  help="Weight of the colour term: each batch's colour mean and "
                                       "covariance held to all the paintings' (default 0)."),
+    nce: float = typer.Option(None, "--nce",
+                              help="Weight of PatchNCE (CUT) on G's own encoder features: each "
+                                   "patch of a translation must match the same place of its "
+                                   "photo, not other places (default 0; v2 recipe 10)."),
+    patch_critic: str = typer.Option("", "--patch-critic",
+                                     help="D depths with a patch critic, e.g. 3,4: strokes "
+                                          "judged at several scales (default none)."),
+    patch_weight: float = typer.Option(None, "--patch-weight",
+                                       help="Weight of the patch critics' hinge loss "
+                                            "(default 1 with --patch-critic)."),
+    augment_policy: str = typer.Option("", "--augment",
+                                       help="DiffAugment for D: translation,cutout (default "
+                                            "none). No colour jitter: the palette is learned."),
     min_crop_scale: float = typer.Option(0.5, "--min-crop-scale", min=0.05, max=1.0,
                                          help="Crops are zoomed out by up to 1/this."),
     ema_decay: float = typer.Option(None, "--ema-decay", min=0.0, max=0.99999,
@@ -172,8 +198,15 @@ def train_cmd(
                                        lr_d=lr_d, identity_weight=identity,
                                        mse_weight=mse, critic_weight=critic,
                                        seam_weight=seam, colour_weight=colour, zoom_a=zoom_a,
-                                       ema_decay=ema_decay).items()
+                                       ema_decay=ema_decay, nce_weight=nce,
+                                       patch_weight=patch_weight).items()
                  if v is not None}
+    try:
+        heads = tuple(int(d) for d in patch_critic.split(",") if d.strip())
+    except ValueError:
+        fail(f"--patch-critic takes depths like 3,4, got {patch_critic!r}", 2)
+    if heads and patch_weight is None and not resume:
+        overrides["patch_weight"] = 1.0
     generator = GeneratorConfig(channels, res_blocks, norm)
     if init_from:
         try:
@@ -183,7 +216,8 @@ def train_cmd(
     common = dict(steps=steps, tile_size=tile, batch_size=batch, combo=not no_combo,
                   sample_every=sample_every, checkpoint_every=checkpoint_every, seed=seed,
                   holdout_every=holdout_every, min_crop_scale=min_crop_scale,
-                  device=device, generator=generator, init_from=init_from, d_warmup=d_warmup)
+                  device=device, generator=generator, init_from=init_from, d_warmup=d_warmup,
+                  augment=augment_policy)
     # As deep as the crop allows: each stride-2 layer halves it, and a 4×4 kernel needs ≥ 2 px.
     d_layers = min(DiscriminatorConfig.layers, (2 * tile).bit_length() - 1)
     try:
@@ -192,7 +226,8 @@ def train_cmd(
                 layers=d_layers, spectral_norm=False, critic=False))
         elif recipe == "default":
             cfg = TrainConfig(**common, **overrides,
-                              discriminator=DiscriminatorConfig(layers=d_layers))
+                              discriminator=DiscriminatorConfig(layers=d_layers,
+                                                                patch_heads=heads))
         else:
             fail(f"unknown recipe {recipe!r} (default or seed)", 2)
     except ValueError as e:
@@ -295,10 +330,25 @@ def palette_cmd(
 
 @app.command(name="eval")
 def eval_cmd(
-    photos: Path = typer.Option(..., "--photos", help="Folder of photos (domain A)."),
+    photos: Path = typer.Option(None, "--photos",
+                                help="Folder of photos (domain A): held-out photos scored at "
+                                     "their own size, plus the seam score."),
     paintings: Path = typer.Option(..., "--paintings", help="Folder of paintings (domain B)."),
     style: str = typer.Option(None, "--style", "-s", help="Style name; see `siamgan styles`."),
     weights: Path = typer.Option(None, "--weights", help="A style's .safetensors file."),
+    large: Path = typer.Option(None, "--large",
+                               help="Folder of large photos, each stylized at full size and "
+                                    "seen whole at the paintings' size: whole-picture SWD and "
+                                    "SSIM, seams at the tile pitch, time."),
+    yardstick: Path = typer.Option(None, "--yardstick",
+                                   help="With --large: another tool's outputs of the same "
+                                        "photos (same file stems), scored alike and put in "
+                                        "the sheets (benchmarks/yardstick.py)."),
+    sheets: Path = typer.Option(None, "--sheets",
+                                help="With --large: write input | siamgan | yardstick sheets, "
+                                     "whole and 100 % crops, to this folder."),
+    save: Path = typer.Option(None, "--save",
+                              help="With --large: also save the full-size outputs here."),
     holdout_every: int = typer.Option(10, "--holdout-every", min=0,
                                       help="Score only every K-th photo (sorted), the ones "
                                            "`train --holdout-every K` kept out; 0 = all."),
@@ -309,26 +359,41 @@ def eval_cmd(
     blend: str = typer.Option("feather", "--blend", help="As in stylize."),
     seamless: bool = typer.Option(False, "--seamless", help="As in stylize."),
     scale: float = typer.Option(1.0, "--scale", min=0.01, max=8.0, help="As in stylize."),
+    strokes: str = typer.Option("picture", "--strokes", help="As in stylize."),
+    detail: float = typer.Option(None, "--detail", min=0.0, max=2.0, help="As in stylize."),
     palette: float = typer.Option(None, "--palette", min=0.0, max=1.0, help="As in stylize."),
     json_out: Path = typer.Option(None, "--json", help="Also write the results as JSON."),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
 ) -> None:
     """Score a style: style distance (SWD), content kept (SSIM) and tile seams."""
-    from .evaluate import EvalConfig, evaluate, format_table
+    from .evaluate import EvalConfig, evaluate, evaluate_large, format_large, format_table
     from .runs import write_json
 
     if (style is None) == (weights is None):
         fail("give exactly one of --style NAME or --weights FILE", 2)
+    if photos is None and large is None:
+        fail("give --photos DIR, --large DIR or both", 2)
+    if large is None and (yardstick or sheets or save):
+        fail("--yardstick, --sheets and --save go with --large", 2)
+    result: dict = {}
     try:
         stylizer = Stylizer.from_style(str(weights or style), device)
-        result = evaluate(stylizer, photos, paintings,
-                          EvalConfig(holdout_every=holdout_every, seam_photos=seam_photos),
-                          TileConfig(tile, overlap, scale, blend=blend,
-                                     seamless=seamless, palette=palette))
+        tiling = TileConfig(tile, overlap, scale, blend=blend, seamless=seamless,
+                            palette=palette, strokes=strokes, detail=detail)
+        if photos is not None:
+            result = evaluate(stylizer, photos, paintings,
+                              EvalConfig(holdout_every=holdout_every, seam_photos=seam_photos),
+                              tiling)
+        if large is not None:
+            result["large"] = evaluate_large(stylizer, large, paintings, tiling, yardstick,
+                                             sheets, save)
     except (WeightsError, ValueError, OSError) as e:
         fail(str(e), 2)
     result["style"] = str(weights or style)
-    typer.echo(format_table(result))
+    if photos is not None:
+        typer.echo(format_table(result))
+    if large is not None:
+        typer.echo(format_large(result["large"]))
     if json_out is not None:
         write_json(json_out, result)
 

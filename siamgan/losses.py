@@ -144,3 +144,18 @@ def grid_level(x: torch.Tensor, tile: int, per_image: bool = False) -> torch.Ten
         folded = profile.reshape(*profile.shape[:2], -1, tile).mean(dim=2)  # B × C × tile
         terms.append((folded - folded.mean(dim=2, keepdim=True)).pow(2).sum(dim=(1, 2)).mean())
     return torch.stack(terms).mean()
+
+
+def patch_nce(query: torch.Tensor, key: torch.Tensor, tau: float = 0.07) -> torch.Tensor:
+    """PatchNCE (CUT, Park et al. 2020) on B×P×C unit feature vectors.
+
+    Query ``p`` of one image (a patch of the translation) must pick key ``p`` (the
+    same position of the photo) among all ``P`` keys of *that image*: the other
+    positions are the negatives, so a texture repeated everywhere, which makes
+    every position look alike, is punished directly. Cross-entropy over the
+    ``P`` candidates, averaged over positions and images; the keys are not
+    differentiated (the photo's features are the target).
+    """
+    logits = torch.bmm(query, key.detach().transpose(1, 2)) / tau  # B×P×P
+    target = torch.arange(query.shape[1], device=query.device).expand(query.shape[0], -1)
+    return F.cross_entropy(logits.flatten(0, 1), target.flatten())

@@ -39,10 +39,14 @@ class DiscriminatorConfig:
     layers: int = 5
     spectral_norm: bool = True
     critic: bool = True  # an extra scalar real/fake head (hinge loss)
+    patch_heads: tuple[int, ...] = ()  # depths with a patch critic (multi-scale D)
 
     def __post_init__(self) -> None:
         if self.latent_dim < 2 or self.layers < 1:
             raise ValueError("latent_dim must be ≥ 2 and layers ≥ 1")
+        self.patch_heads = tuple(int(d) for d in self.patch_heads)
+        if any(not 1 <= d <= self.layers for d in self.patch_heads):
+            raise ValueError(f"patch_heads must be depths in 1..{self.layers}")
 
 
 class PixelNorm(nn.Module):
@@ -103,7 +107,13 @@ class PatchGenerator(nn.Module):
 
 
 class SiameseDiscriminator(nn.Module):
-    """Strided conv encoder → latent vector (and optionally a scalar critic)."""
+    """Strided conv encoder → latent vector (and optionally a scalar critic).
+
+    ``patch_heads`` adds a patch critic (a 3×3 conv to one channel) after each of
+    those encoder depths: a map of real/fake scores whose receptive field grows
+    with depth (about 10, 22, 46 px at depths 2, 3, 4), so D judges strokes at
+    several scales as well as the whole crop (pix2pixHD; Sanakoyeu et al. 2018).
+    """
 
     def __init__(self, config: DiscriminatorConfig | None = None) -> None:
         super().__init__()
@@ -118,13 +128,70 @@ class SiameseDiscriminator(nn.Module):
         self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(4), nn.Flatten())
         self.latent = wrap(nn.Linear(cin * 16, cfg.latent_dim))
         self.critic = wrap(nn.Linear(cin * 16, 1)) if cfg.critic else None
+        widths = [min(cfg.channels * 2**i, 8 * cfg.channels) for i in range(cfg.layers)]
+        self.patch = nn.ModuleList(wrap(nn.Conv2d(widths[d - 1], 1, 3, 1, 1))
+                                   for d in cfg.patch_heads)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The Siamese latent vector (B×latent_dim) and the critic score (B, or None)."""
-        h = self.features(x)
+    def forward(self, x: torch.Tensor, patches: bool = False):
+        """The Siamese latent vector (B×latent_dim) and the critic score (B, or None);
+        with ``patches``, also the list of patch-critic maps (B×1×h×w each)."""
+        maps: list[torch.Tensor] = []
+        h = x
+        for i, layer in enumerate(self.features):
+            h = layer(h)
+            depth = (i + 1) // 2  # after each conv's activation
+            if patches and i % 2 == 1 and depth in self.config.patch_heads:
+                maps.append(self.patch[self.config.patch_heads.index(depth)](h))
         score = self.critic(h).squeeze(1) if self.critic is not None else None
-        return self.latent(h), score
+        return (self.latent(h), score, maps) if patches else (self.latent(h), score)
 
 
-def count_parameters(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
+def nce_layers(config: GeneratorConfig) -> tuple[int, ...]:
+    """Where PatchNCE reads G's encoder (indices into ``PatchGenerator.net``): after the
+    first conv block (full size), after each stride-2 block (½, ¼) and after the second
+    residual block (or the last, if fewer)."""
+    blocks = min(2, config.res_blocks)
+    return (2, 5, 8) + ((8 + blocks,) if blocks else ())
+
+
+def encoder_features(gen: PatchGenerator, x: torch.Tensor) -> list[torch.Tensor]:
+    """G's own feature maps of ``x`` at :func:`nce_layers` (CUT's encoder; no pretrained
+    network)."""
+    layers = nce_layers(gen.config)
+    feats, h = [], x
+    for i, layer in enumerate(gen.net[: max(layers) + 1]):
+        h = layer(h)
+        if i in layers:
+            feats.append(h)
+    return feats
+
+
+class PatchNCEHead(nn.Module):
+    """CUT's projection: per layer a two-layer MLP to ``dim``, L2-normalised, applied to
+    the same ``patches`` random positions of two images' feature maps."""
+
+    def __init__(self, widths: list[int], dim: int = 256) -> None:
+        super().__init__()
+        self.mlps = nn.ModuleList(
+            nn.Sequential(nn.Linear(c, dim), nn.ReLU(), nn.Linear(dim, dim)) for c in widths)
+
+    def forward(self, feats: list[torch.Tensor], positions: list[torch.Tensor]
+                ) -> list[torch.Tensor]:
+        """B×C×H×W maps → B×P×dim unit vectors at ``positions`` (flat indices per layer)."""
+        out = []
+        for mlp, f, pos in zip(self.mlps, feats, positions):
+            flat = f.flatten(2).transpose(1, 2)[:, pos]  # B×P×C
+            out.append(nn.functional.normalize(mlp(flat), dim=-1))
+        return out
+
+
+def nce_positions(feats: list[torch.Tensor], patches: int) -> list[torch.Tensor]:
+    """Up to ``patches`` distinct random flat positions per feature map."""
+    return [torch.randperm(f.shape[-2] * f.shape[-1], device=f.device)[:patches]
+            for f in feats]
+
+
+def encoder_widths(gen: PatchGenerator) -> list[int]:
+    """Channels of each :func:`encoder_features` map."""
+    with torch.no_grad():
+        return [f.shape[1] for f in encoder_features(gen, torch.zeros(1, 3, 8, 8))]

@@ -10,11 +10,19 @@ import numpy as np
 import torch
 from PIL import Image
 
+from . import pyramid
 from .images import resize
 from .models import GeneratorConfig, PatchGenerator
 from .palette import Palette, check_strength, match_palette
 from .tiling import BLENDS, tile_starts, tiled_apply
 from .weights_io import WeightsError, check_state, find_style, load_weights
+
+STROKES = ("picture", "pixel")
+"""How ``--scale`` is read: relative to the picture (the style's stroke scale) or to
+the input's pixels (the input resized by it)."""
+
+DEFAULT_STROKES = {"picture_side": 256, "detail": 0.5}
+"""Stroke scale of a style that records none: its paintings were 256-px pictures."""
 
 PRECISIONS = ("float32", "bfloat16")
 """How the generator computes; ``bfloat16``: see :func:`bfloat16_convolutions`."""
@@ -33,9 +41,13 @@ class TileConfig:
 
     ``tile_size`` None means the style's own tile size (what it was trained
     at). ``overlap`` is in pixels; 0 (the default) abuts tiles exactly as the
-    Combo model did in training. ``scale`` resizes the input before stylizing
-    (smaller → larger brush strokes relative to the picture); the result is
-    resized back so the output always has the input's size. ``blend`` is how
+    Combo model did in training. ``scale`` is the brush size: with ``strokes``
+    ``"picture"`` (the default) 1 paints strokes as large, relative to the picture,
+    as in the style's paintings, and smaller values give larger strokes
+    (:mod:`siamgan.pyramid`: a coarse painting at that scale, plus finer rungs'
+    detail weighted by ``detail``, None meaning the style's own); with
+    ``"pixel"`` the input is simply resized by ``scale``, painted and resized back.
+    The output always has the input's size. ``blend`` is how
     overlapping tiles combine (:func:`siamgan.tiling.blend_window`). ``seamless``
     keeps the tile pitch but runs tiles 1.5× as wide and keeps only their centres
     (``blend="crop"``): every kept pixel has a quarter tile of real surroundings,
@@ -52,8 +64,14 @@ class TileConfig:
     blend: str = "feather"
     seamless: bool = False
     palette: float | None = None
+    strokes: str = "picture"
+    detail: float | None = None
 
     def __post_init__(self) -> None:
+        if self.strokes not in STROKES:
+            raise ValueError(f"strokes must be one of {', '.join(STROKES)}")
+        if self.detail is not None and not 0 <= self.detail <= 2:
+            raise ValueError("detail must be between 0 and 2")
         if self.palette is not None:
             check_strength(self.palette)
         if self.tile_size is not None and (self.tile_size < 4 or self.tile_size % 4):
@@ -153,6 +171,7 @@ class Stylizer:
         self.generator = generator.to(self.device, memory_format=self.memory_format).eval()
         self.tile_size = tile_size
         self.config = config or {}
+        self.strokes = {**DEFAULT_STROKES, **self.config.get("strokes", {})}
         found = self.config.get("palette")
         self.palette = Palette.from_dict(found) if found else None
         model = bfloat16_convolutions(self.generator) if precision == "bfloat16" else self.generator
@@ -218,13 +237,41 @@ class Stylizer:
                 for pixels in images]
 
     def tile_count(self, height: int, width: int, tiling: TileConfig | None = None) -> int:
-        """How many tiles an image of this size is cut into."""
+        """How many tiles an image of this size is cut into (all rungs together)."""
         t = tiling or TileConfig()
-        if t.scale != 1.0:
-            height, width = max(1, round(height * t.scale)), max(1, round(width * t.scale))
-        tile, overlap, _ = self.layout(t)
-        stride = tile - overlap
-        return len(tile_starts(height, tile, stride)) * len(tile_starts(width, tile, stride))
+        count = 0
+        for (h, w), layout in self.rungs(height, width, t):
+            tile, overlap, _ = layout
+            stride = tile - overlap
+            count += len(tile_starts(h, tile, stride)) * len(tile_starts(w, tile, stride))
+        return count
+
+    def detail(self, tiling: TileConfig | None = None) -> float:
+        """Weight of the finer rungs' detail that ``tiling`` means for this style."""
+        t = tiling or TileConfig()
+        return float(self.strokes["detail"] if t.detail is None else t.detail)
+
+    def rungs(self, height: int, width: int, tiling: TileConfig
+              ) -> list[tuple[tuple[int, int], tuple[int, int, str]]]:
+        """The sizes an image is painted at, coarsest first, each with its tiling layout.
+
+        ``strokes="pixel"``: one, the input resized by ``scale``. ``"picture"``: the
+        ladder of :func:`siamgan.pyramid.ladder`. Coarse rungs are magnified in the
+        output, so a seam there would become a wide band: they always run seamless
+        (their cost is small). The full-size rung uses ``tiling``'s own layout, and is
+        skipped when the detail weight is 0.
+        """
+        t = tiling
+        if t.strokes == "pixel":
+            return [(pyramid.rung_size(height, width, t.scale), self.layout(t))]
+        scales = pyramid.ladder(height, width, int(self.strokes["picture_side"]), t.scale)
+        if len(scales) == 1:
+            return [(pyramid.rung_size(height, width, scales[0]), self.layout(t))]
+        if not self.detail(t):
+            scales = scales[:1]
+        seamless = self.layout(TileConfig(tile_size=t.tile_size, seamless=True))
+        return [(pyramid.rung_size(height, width, s), self.layout(t) if s == 1.0 else seamless)
+                for s in scales]
 
     def layout(self, tiling: TileConfig) -> tuple[int, int, str]:
         """The (tile, overlap, blend) that ``tiling`` means for this style."""
@@ -235,15 +282,28 @@ class Stylizer:
         return pitch, min(tiling.overlap, pitch - 4), tiling.blend
 
     def _tiled(self, pixels: np.ndarray, t: TileConfig, run, on_band=None) -> np.ndarray:
+        """Paint every rung (:meth:`rungs`), then compose them at the input's size.
+
+        ``on_band(done)`` reports progress as rows of the input: each rung's bands
+        advance it in proportion to that rung's share of the tiles."""
         h, w = pixels.shape[:2]
-        work = pixels
-        if t.scale != 1.0:
-            work = resize(pixels, max(1, round(w * t.scale)), max(1, round(h * t.scale)))
-        tile, overlap, blend = self.layout(t)
         # On a GPU the tiler works there too: the host only sends and receives images.
         device = None if self.device.type == "cpu" else self.device
-        out = tiled_apply(work, run, tile, overlap, t.batch_size, on_band, blend, device)
-        return resize(out, w, h)
+        plan = self.rungs(h, w, t)
+        areas = [rh * rw for (rh, rw), _ in plan]
+        progress = _Progress(on_band, h, areas)
+        outs = []
+        for i, ((rh, rw), (tile, overlap, blend)) in enumerate(plan):
+            work = pixels if (rh, rw) == (h, w) else resize(pixels, rw, rh)
+            outs.append(tiled_apply(work, run, tile, overlap, t.batch_size,
+                                    progress.rung(i, rh), blend, device))
+            del work
+        if len(outs) == 1:
+            return resize(outs[0], w, h)
+        if plan[-1][0] != (h, w):  # the full-size rung was skipped (no detail)
+            return resize(outs[-1], w, h)
+        weights = pyramid.detail_weights(len(outs), self.detail(t))
+        return pyramid.compose(outs, weights)
 
     def stylize(self, image: Image.Image, tiling: TileConfig | None = None) -> Image.Image:
         """Stylize a PIL image; alpha is kept, greyscale becomes RGB."""
@@ -252,3 +312,23 @@ class Stylizer:
         if alpha is not None:
             out.putalpha(alpha)
         return out
+
+
+class _Progress:
+    """Turns each rung's ``on_band(rows)`` into rows of the input, in proportion to area."""
+
+    def __init__(self, on_band, height: int, areas: list[int]) -> None:
+        self.on_band, self.height = on_band, height
+        total = sum(areas)
+        self.starts = [sum(areas[:i]) / total for i in range(len(areas))]
+        self.shares = [a / total for a in areas]
+
+    def rung(self, i: int, rung_height: int):
+        if self.on_band is None:
+            return None
+
+        def report(rows: int) -> None:
+            done = self.starts[i] + self.shares[i] * rows / rung_height
+            self.on_band(min(self.height, round(done * self.height)))
+
+        return report

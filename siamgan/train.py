@@ -13,10 +13,19 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from . import distributed, losses
+from . import augment, distributed, losses
 from .data import CropConfig, CropSampler, colour_moments_of, load_collection
 from .images import image_grid, to_pixels
-from .models import DiscriminatorConfig, GeneratorConfig, PatchGenerator, SiameseDiscriminator
+from .models import (
+    DiscriminatorConfig,
+    GeneratorConfig,
+    PatchGenerator,
+    PatchNCEHead,
+    SiameseDiscriminator,
+    encoder_features,
+    encoder_widths,
+    nce_positions,
+)
 from .palette import Palette
 from .runs import (  # noqa: F401 (TrainingDiverged: re-exported, tests use T.TrainingDiverged)
     StatsLog,
@@ -48,6 +57,13 @@ class TrainConfig:
     ``seam_weight`` adds :func:`losses.seam_contrast` on the Combo outputs;
     ``colour_weight`` adds :func:`losses.colour_moments`, which holds the colour mean
     and covariance of each batch of translations to those of all the paintings.
+
+    The v2 terms (``docs/training.md``): ``nce_weight`` adds CUT's PatchNCE
+    (:func:`losses.patch_nce`) between G's own encoder features of each photo crop
+    and of its translation, ``nce_patches`` positions per layer at temperature
+    ``nce_tau``; ``patch_weight`` scores D's patch critics
+    (``discriminator.patch_heads``) with the hinge loss; ``augment`` is D's
+    DiffAugment policy (``"translation,cutout"``), applied alike to every image D sees.
     """
 
     tile_size: int = 64
@@ -64,6 +80,11 @@ class TrainConfig:
     identity_weight: float = 1.0
     seam_weight: float = 0.0
     colour_weight: float = 0.0
+    nce_weight: float = 0.0
+    nce_patches: int = 256
+    nce_tau: float = 0.07
+    patch_weight: float = 0.0
+    augment: str = ""
     ema_decay: float = 0.999
     combo: bool = True
     min_crop_scale: float = 0.5
@@ -105,6 +126,11 @@ class TrainConfig:
             raise ValueError("zoom_a must be ≥ 1")
         if self.d_warmup < 0:
             raise ValueError("d_warmup must be ≥ 0")
+        if self.patch_weight and not self.discriminator.patch_heads:
+            raise ValueError("patch_weight > 0 needs discriminator.patch_heads")
+        if self.nce_patches < 2 or self.nce_tau <= 0:
+            raise ValueError("nce_patches must be ≥ 2 and nce_tau > 0")
+        augment.parse_policy(self.augment)
 
     @property
     def crop_size(self) -> int:
@@ -133,6 +159,8 @@ class Models:
     ema: nn.Module
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer
+    nce: PatchNCEHead | None = None  # PatchNCE's projection, trained with G
+    opt_nce: torch.optim.Optimizer | None = None
 
 
 def unwrap(module: nn.Module) -> nn.Module:
@@ -152,9 +180,13 @@ def build_models(cfg: TrainConfig, device: torch.device) -> Models:
     disc = SiameseDiscriminator(cfg.discriminator).to(device, memory_format=layout)
     ema = copy.deepcopy(gen).eval().requires_grad_(False)
     betas = (cfg.beta1, cfg.beta2)
+    nce = opt_nce = None
+    if cfg.nce_weight:
+        nce = PatchNCEHead(encoder_widths(gen)).to(device)
+        opt_nce = torch.optim.Adam(nce.parameters(), cfg.lr_g, betas=betas)
     return Models(gen, disc, ema,
                   torch.optim.Adam(gen.parameters(), cfg.lr_g, betas=betas),
-                  torch.optim.Adam(disc.parameters(), cfg.lr_d, betas=betas))
+                  torch.optim.Adam(disc.parameters(), cfg.lr_d, betas=betas), nce, opt_nce)
 
 
 def initial_generator(cfg: TrainConfig) -> PatchGenerator:
@@ -181,10 +213,17 @@ def train_step(m: Models, a: torch.Tensor, b: torch.Tensor, cfg: TrainConfig,
     ``colour`` is the paintings' colour mean and covariance, needed when
     ``cfg.colour_weight`` is set (:func:`data.colour_moments_of`)."""
     n = a.shape[0]
+    # DiffAugment: one draw for each photo and its translation, another for B.
+    aug_a = augment.draw(n, a.shape[-1], cfg.augment, a.device) if cfg.augment else None
+    aug_b = augment.draw(n, b.shape[-1], cfg.augment, b.device) if cfg.augment else None
+    seen_a = (lambda x: augment.apply(x, aug_a)) if aug_a else (lambda x: x)
+    seen_b = (lambda x: augment.apply(x, aug_b)) if aug_b else (lambda x: x)
+    patches = bool(unwrap(m.discriminator).config.patch_heads)
     # Discriminator: B near the origin, AB beyond the margin, T for content.
     with torch.no_grad():
         ab = translate(m.generator, a, cfg)
-    vec, score = m.discriminator(torch.cat([a, ab, b]))
+    vec, score, *maps = m.discriminator(torch.cat([seen_a(a), seen_a(ab), seen_b(b)]),
+                                        **({"patches": True} if patches else {}))
     va, vab, vb = vec.split(n)
     d_real, d_fake = losses.squared_norm(vb), losses.margin_loss(vab, cfg.margin)
     d_cos = losses.transformation_cosine(va, vab)
@@ -194,6 +233,9 @@ def train_step(m: Models, a: torch.Tensor, b: torch.Tensor, cfg: TrainConfig,
     if score is not None:  # even at weight 0: DDP needs every parameter in the graph
         s_a, s_ab, s_b = score.split(n)
         loss_d = loss_d + cfg.critic_weight * losses.hinge_d(s_b, s_ab)
+    d_patch = sum(losses.hinge_d(p[2 * n:], p[n : 2 * n]) for p in maps[0]) if maps else None
+    if d_patch is not None:  # even at weight 0, as above
+        loss_d = loss_d + cfg.patch_weight * d_patch
     m.opt_d.zero_grad(set_to_none=True)
     loss_d.backward()
     m.opt_d.step()
@@ -207,13 +249,19 @@ def train_step(m: Models, a: torch.Tensor, b: torch.Tensor, cfg: TrainConfig,
     x = torch.cat([a, b]) if cfg.identity_weight else a
     with torch.set_grad_enabled(not warmup):
         loss_g, stats = _generator_loss(disc, translate(m.generator, x, cfg), a, b, cfg,
-                                        colour)
+                                        colour, seen_a, m)
     stats = {"loss_d": loss_d.item(), "d_real": d_real.item(), "d_fake": d_fake.item(),
              "cos_d": d_cos.item(), "norm_b": vb.detach().norm(dim=1).mean().item(), **stats}
+    if d_patch is not None:
+        stats["patch_d"] = d_patch.item()
     if not warmup:
         m.opt_g.zero_grad(set_to_none=True)
+        if m.opt_nce is not None:
+            m.opt_nce.zero_grad(set_to_none=True)
         loss_g.backward()
         m.opt_g.step()
+        if m.opt_nce is not None:
+            m.opt_nce.step()
         # A fresh run ramps the EMA up so early weights do not linger for thousands of
         # steps; a run from a trained G starts its EMA there and keeps the full decay.
         ramp = (1 + step) / (10 + step)
@@ -225,14 +273,18 @@ def train_step(m: Models, a: torch.Tensor, b: torch.Tensor, cfg: TrainConfig,
 
 
 def _generator_loss(disc: nn.Module, out: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
-                    cfg: TrainConfig, colour: tuple[torch.Tensor, torch.Tensor] | None = None
-                    ) -> tuple[torch.Tensor, dict]:
-    """G's loss on its translations ``out`` (of ``a``, then of ``b`` for the identity term)."""
+                    cfg: TrainConfig, colour: tuple[torch.Tensor, torch.Tensor] | None = None,
+                    seen=lambda x: x, m: Models | None = None) -> tuple[torch.Tensor, dict]:
+    """G's loss on its translations ``out`` (of ``a``, then of ``b`` for the identity term).
+
+    ``seen`` is D's augmentation of the photos (the same draw as in D's step); ``m``
+    gives the generator and PatchNCE head when ``cfg.nce_weight`` is set."""
     n = a.shape[0]
     ab = out[:n]
+    patches = bool(disc.config.patch_heads)
     with torch.no_grad():
-        va = disc(a)[0]
-    vab, s_ab = disc(ab)
+        va = disc(seen(a))[0]
+    vab, s_ab, *maps = disc(seen(ab), **({"patches": True} if patches else {}))
     g_adv, g_cos = losses.squared_norm(vab), losses.transformation_cosine(va, vab)
     loss_g = g_adv + cfg.cosine_weight * g_cos
     stats = {"g_adv": g_adv.item(), "cos_g": g_cos.item(),
@@ -245,6 +297,22 @@ def _generator_loss(disc: nn.Module, out: torch.Tensor, a: torch.Tensor, b: torc
         g_crit = losses.hinge_g(s_ab)
         loss_g = loss_g + cfg.critic_weight * g_crit
         stats["critic_g"] = g_crit.item()
+    if cfg.patch_weight:
+        g_patch = sum(losses.hinge_g(p) for p in maps[0])
+        loss_g = loss_g + cfg.patch_weight * g_patch
+        stats["patch_g"] = g_patch.item()
+    if cfg.nce_weight:
+        if m is None or m.nce is None:
+            raise ValueError("nce_weight > 0 needs the PatchNCE head")
+        gen = unwrap(m.generator)
+        with torch.no_grad():
+            keys = encoder_features(gen, a)
+        queries = encoder_features(gen, ab)
+        where = nce_positions(keys, cfg.nce_patches)
+        g_nce = sum(losses.patch_nce(q, k, cfg.nce_tau)
+                    for q, k in zip(m.nce(queries, where), m.nce(keys, where))) / len(where)
+        loss_g = loss_g + cfg.nce_weight * g_nce
+        stats["nce"] = g_nce.item()
     if cfg.identity_weight:
         g_id = losses.identity_l1(out[n:], b)
         loss_g = loss_g + cfg.identity_weight * g_id
@@ -323,7 +391,8 @@ def train(cfg: TrainConfig, a_dir: str | Path, b_dir: str | Path, name: str,
 
 
 RESUME_CHANGES = ("margin", "cosine_weight", "mse_weight", "critic_weight", "identity_weight",
-                  "seam_weight", "colour_weight", "lr_g", "lr_d", "zoom_a", "ema_decay")
+                  "seam_weight", "colour_weight", "nce_weight", "patch_weight", "lr_g", "lr_d",
+                  "zoom_a", "ema_decay")
 """Config fields a resumed run may change: the objective's terms, the learning rates,
 the photo crops' zoom and the EMA's decay."""
 
@@ -366,8 +435,10 @@ def _train(cfg: TrainConfig, a_dir: str | Path, b_dir: str | Path, name: str, ru
         state = load_checkpoint(run)
         cfg, changed = _resumed_config(state["config"], cfg, changes)
         for key, mod in (("generator", m.generator), ("discriminator", m.discriminator),
-                         ("ema", m.ema), ("opt_g", m.opt_g), ("opt_d", m.opt_d)):
-            unwrap(mod).load_state_dict(state[key])
+                         ("ema", m.ema), ("opt_g", m.opt_g), ("opt_d", m.opt_d),
+                         ("nce", m.nce), ("opt_nce", m.opt_nce)):
+            if mod is not None and key in state:
+                unwrap(mod).load_state_dict(state[key])
         for opt, lr in ((m.opt_g, cfg.lr_g), (m.opt_d, cfg.lr_d)):
             for group in opt.param_groups:  # the optimiser state brought back the saved rate
                 group["lr"] = lr
@@ -415,6 +486,8 @@ def _train(cfg: TrainConfig, a_dir: str | Path, b_dir: str | Path, name: str, ru
                 "discriminator": unwrap(m.discriminator).state_dict(),
                 "ema": m.ema.state_dict(), "opt_g": m.opt_g.state_dict(),
                 "opt_d": m.opt_d.state_dict(), "sampler_a": sampler_a.state(),
+                **({"nce": m.nce.state_dict(), "opt_nce": m.opt_nce.state_dict()}
+                   if m.nce is not None else {}),
                 "sampler_b": sampler_b.state(), "rng": rng_state()})
             save_weights(run / f"{name}.safetensors", m.ema.state_dict(),
                          style_config(cfg, name, step, str(a_dir), str(b_dir), counts, palette))

@@ -198,9 +198,10 @@ def test_seams_are_folded_at_the_pitch_of_overlapping_tiles():
     smooth = np.clip(np.linspace(60, 200, 256)[None, :, None] + noise, 0, 255).astype(np.uint8)
     cfg = EvalConfig(seam_photos=1, seam_width=480, seam_height=240)
     s = Stylizer(Darken(), tile_size=32)
-    abutting = seam_scores(s, [smooth], cfg, TileConfig())
-    cropped = seam_scores(s, [smooth], cfg, TileConfig(tile_size=40, overlap=16, blend="crop"))
-    feathered = seam_scores(s, [smooth], cfg, TileConfig(overlap=8))
+    abutting = seam_scores(s, [smooth], cfg, TileConfig(strokes="pixel"))
+    cropped = seam_scores(s, [smooth], cfg, TileConfig(tile_size=40, overlap=16, blend="crop",
+                                                       strokes="pixel"))
+    feathered = seam_scores(s, [smooth], cfg, TileConfig(overlap=8, strokes="pixel"))
     control = cropped["input"][0]  # the same photo unstylized, folded at 24 px
     assert abutting["period"] == 32 and abutting["max"] > 1.5
     assert feathered["period"] == 24 and 1.2 * control < feathered["max"] < abutting["max"]

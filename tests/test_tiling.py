@@ -203,7 +203,7 @@ def test_scale_half_resizes_back_to_input_size_close_to_input():
             seen.append(x.shape[0])
             return x
 
-    out = Stylizer(Counting(), TILE).stylize_array(pixels, TileConfig(scale=0.5))
+    out = Stylizer(Counting(), TILE).stylize_array(pixels, TileConfig(scale=0.5, strokes="pixel"))
     assert out.shape == pixels.shape and out.dtype == np.uint8
     assert sum(seen) == 2 * 3  # the 32×48 working image, not the 4×6 tiles of the input
     err = np.abs(out.astype(int) - pixels.astype(int))

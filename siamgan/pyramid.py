@@ -1,0 +1,134 @@
+"""Stroke scale: painting a large photo at the paintings' scale, then adding detail.
+
+A style learns strokes from whole paintings shrunk to ``picture_side`` pixels
+(256 for ``vangogh``): there a stroke is a few pixels and a tile holds a good part
+of the scene. Painted at a 2560-px photo's full size, the same generator lays a fine
+texture on a photo instead of painting it. So ``stylize`` works on a *ladder* of
+sizes (:func:`ladder`): the coarsest is the photo shrunk until its area matches a
+``picture_side``² painting (times the user's ``--scale``), and each rung is at most
+2× the one below, up to the photo's own size.
+
+The generator paints every rung; the rungs are then composed as a Laplacian
+pyramid (:func:`compose`): the coarsest painting gives the composition-sized
+strokes and the colours, and each finer rung adds only its own band of detail
+(the rung minus its own blurred self), weighted by ``detail``. Pure functions on
+uint8 arrays; the result is built one band of rows at a time, so beyond the rungs
+themselves memory grows with the width, not the area.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+RESAMPLE = Image.Resampling.BICUBIC
+
+
+def ladder(height: int, width: int, picture_side: int, scale: float = 1.0) -> list[float]:
+    """Scales (fractions of the input size) of the rungs, coarsest first, ending at 1.0.
+
+    The coarsest is ``scale × picture_side / √(height × width)`` (the picture shrunk to
+    the paintings' area, times the brush-size control ``scale``), but never above
+    ``scale`` itself, so a picture no larger than the paintings is resized by ``scale``
+    as a plain pixel scale would. At 1 or more there is one rung, at that scale (the
+    caller resizes back). Below 1 the rungs grow geometrically, by at most 2×, to 1.0.
+    """
+    if picture_side < 1 or scale <= 0:
+        raise ValueError("picture_side and scale must be positive")
+    base = min(scale * picture_side / math.sqrt(height * width), scale)
+    if base >= 1.0 - 1e-9:
+        return [base]
+    steps = math.ceil(math.log2(1.0 / base) - 1e-9)
+    ratio = (1.0 / base) ** (1.0 / steps)
+    return [base * ratio**i for i in range(steps)] + [1.0]
+
+
+def rung_size(height: int, width: int, scale: float) -> tuple[int, int]:
+    """(height, width) of a rung, at least 1 px each."""
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def cubic_taps(out_len: int, src_len: int, start: int = 0, stop: int | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Source indices and weights (n×4 each) of bicubic resampling along one axis for
+    output positions ``start:stop`` of ``out_len``, as ``F.interpolate(mode="bicubic",
+    align_corners=False)`` computes them (Keys, a = −0.75, edges repeated)."""
+    stop = out_len if stop is None else stop
+    pos = (torch.arange(start, stop, dtype=torch.float64) + 0.5) * (src_len / out_len) - 0.5
+    base = torch.floor(pos)
+    d = (torch.arange(-1, 3, dtype=torch.float64)[None, :] - (pos - base)[:, None]).abs()
+    a = -0.75
+    w = torch.where(d <= 1, (a + 2) * d**3 - (a + 3) * d**2 + 1,
+                    torch.where(d < 2, a * d**3 - 5 * a * d**2 + 8 * a * d - 4 * a, 0.0))
+    idx = (base[:, None].long() + torch.arange(-1, 3)[None, :]).clamp_(0, src_len - 1)
+    return idx, w.float()
+
+
+def upsample_rows(src: torch.Tensor, out_h: int, out_w: int, rows: tuple[int, int]
+                  ) -> torch.Tensor:
+    """Rows ``rows`` of ``src`` (3×H×W float) resized bicubically to ``out_h × out_w``:
+    computed for those rows alone, equal to the same rows of the whole resized image."""
+    iy, wy = cubic_taps(out_h, src.shape[1], *rows)
+    band = (src[:, iy] * wy[None, :, :, None]).sum(dim=2)  # 3×n×W_src
+    return F.interpolate(band[None], size=(band.shape[1], out_w), mode="bicubic",
+                         align_corners=False)[0]
+
+
+def detail_weights(count: int, detail: float) -> list[float]:
+    """Weight of each rung's detail band: the coarsest is the base (1); the finer
+    ones ``detail`` each."""
+    return [1.0] + [detail] * (count - 1)
+
+
+def shrink(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Antialiased bicubic shrink of H×W×3 uint8 (PIL: fast, and no float copy)."""
+    return np.asarray(Image.fromarray(pixels).resize((width, height), RESAMPLE))
+
+
+def _float(pixels: np.ndarray) -> torch.Tensor:
+    if not pixels.flags.writeable:  # torch will not wrap read-only memory
+        pixels = pixels.copy()
+    return torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).float()
+
+
+def compose(rungs: Sequence[np.ndarray], weights: Sequence[float],
+            band_rows: int = 256, on_rows: Callable[[int], None] | None = None,
+            out: np.ndarray | None = None) -> np.ndarray:
+    """Laplacian composition of paintings of one picture at growing sizes.
+
+    ``rungs[0]`` is the coarsest; the last has the output's size. Collapsed from the
+    coarsest up: ``C_0 = rungs[0]`` and ``C_k = up(C_{k−1} − w_k·down(rungs[k])) +
+    w_k·rungs[k]``, where ``down`` shrinks a rung to the size of the one below and
+    ``up`` enlarges to its own; so each finer rung adds its own band of detail, scaled
+    by ``weights[k]`` (``weights[0]`` is unused: the base is whole). The last, full-size
+    step runs ``band_rows`` output rows at a time; ``on_rows(done)`` follows each band.
+    """
+    if len(rungs) != len(weights) or not rungs:
+        raise ValueError("one weight per rung, at least one rung")
+    if len(rungs) == 1:
+        return rungs[0]
+    acc = _float(rungs[0])
+    for k in range(1, len(rungs)):
+        h, w = rungs[k].shape[:2]
+        low = _float(shrink(rungs[k], *acc.shape[1:])) if weights[k] else 0.0
+        base = acc - weights[k] * low
+        if k < len(rungs) - 1:
+            acc = F.interpolate(base[None], size=(h, w), mode="bicubic",
+                                align_corners=False)[0]
+            acc += weights[k] * _float(rungs[k])
+    h, w = rungs[-1].shape[:2]
+    out = np.empty((h, w, 3), np.uint8) if out is None else out
+    for r0 in range(0, h, band_rows):
+        rows = (r0, min(h, r0 + band_rows))
+        band = upsample_rows(base, h, w, rows)
+        if weights[-1]:
+            band += weights[-1] * _float(rungs[-1][rows[0]:rows[1]])
+        out[rows[0]:rows[1]] = band.round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0)
+        if on_rows is not None:
+            on_rows(rows[1])
+    return out
