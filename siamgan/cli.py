@@ -159,6 +159,14 @@ def train_cmd(
     augment_policy: str = typer.Option("", "--augment",
                                        help="DiffAugment for D: translation,cutout (default "
                                             "none). No colour jitter: the palette is learned."),
+    identity_crops: int = typer.Option(0, "--identity-crops", min=0,
+                                       help="Take the identity term on this many paintings "
+                                            "of each batch, not all (0: all); each costs a "
+                                            "generator pass."),
+    train_precision: str = typer.Option("float32", "--precision",
+                                        help="float32, or bfloat16: G's and D's passes under "
+                                             "bf16 autocast, about 2× faster on CPUs with "
+                                             "AVX-512 BF16 (weights stay float32)."),
     min_crop_scale: float = typer.Option(0.5, "--min-crop-scale", min=0.05, max=1.0,
                                          help="Crops are zoomed out by up to 1/this."),
     ema_decay: float = typer.Option(None, "--ema-decay", min=0.0, max=0.99999,
@@ -217,7 +225,8 @@ def train_cmd(
                   sample_every=sample_every, checkpoint_every=checkpoint_every, seed=seed,
                   holdout_every=holdout_every, min_crop_scale=min_crop_scale,
                   device=device, generator=generator, init_from=init_from, d_warmup=d_warmup,
-                  augment=augment_policy)
+                  augment=augment_policy, identity_crops=identity_crops,
+                  precision=train_precision)
     # As deep as the crop allows: each stride-2 layer halves it, and a 4×4 kernel needs ≥ 2 px.
     d_layers = min(DiscriminatorConfig.layers, (2 * tile).bit_length() - 1)
     try:

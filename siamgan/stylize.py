@@ -120,6 +120,18 @@ def bfloat16_convolutions(generator: torch.nn.Module) -> torch.nn.Module:
     return gen
 
 
+def check_strokes(strokes: dict) -> dict:
+    """A style's stroke scale, checked: ``picture_side`` 16–4096 px, ``detail`` 0–2."""
+    if not isinstance(strokes, dict):
+        raise TypeError("strokes must be an object")
+    side, detail = strokes.get("picture_side", 256), strokes.get("detail", 0.5)
+    if isinstance(side, bool) or not isinstance(side, int) or not 16 <= side <= 4096:
+        raise ValueError(f"picture_side must be an integer from 16 to 4096, got {side!r}")
+    if isinstance(detail, bool) or not isinstance(detail, int | float) or not 0 <= detail <= 2:
+        raise ValueError(f"detail must be a number from 0 to 2, got {detail!r}")
+    return strokes
+
+
 def load_style(name_or_path: str | Path) -> tuple[PatchGenerator, dict, Path]:
     """A style's generator (weights loaded, CPU), its JSON config and its weights file."""
     path = find_style(str(name_or_path))
@@ -136,6 +148,11 @@ def load_style(name_or_path: str | Path) -> tuple[PatchGenerator, dict, Path]:
             Palette.from_dict(config["palette"])
         except (KeyError, TypeError, ValueError) as e:
             raise WeightsError(f"{path}: bad palette in config: {e}") from e
+    if "strokes" in config:
+        try:
+            check_strokes(config["strokes"])
+        except (TypeError, ValueError) as e:
+            raise WeightsError(f"{path}: bad strokes in config: {e}") from e
     check_state(path, gen, tensors)
     gen.load_state_dict(tensors)
     return gen, config, path

@@ -64,6 +64,9 @@ class TrainConfig:
     ``nce_tau``; ``patch_weight`` scores D's patch critics
     (``discriminator.patch_heads``) with the hinge loss; ``augment`` is D's
     DiffAugment policy (``"translation,cutout"``), applied alike to every image D sees.
+    ``identity_crops`` K > 0 takes the identity term on K paintings, not the whole batch;
+    ``precision="bfloat16"`` runs G's and D's passes under bf16 autocast (weights,
+    optimiser and PatchNCE stay float32).
     """
 
     tile_size: int = 64
@@ -85,6 +88,8 @@ class TrainConfig:
     nce_tau: float = 0.07
     patch_weight: float = 0.0
     augment: str = ""
+    identity_crops: int = 0
+    precision: str = "float32"
     ema_decay: float = 0.999
     combo: bool = True
     min_crop_scale: float = 0.5
@@ -131,6 +136,10 @@ class TrainConfig:
         if self.nce_patches < 2 or self.nce_tau <= 0:
             raise ValueError("nce_patches must be ≥ 2 and nce_tau > 0")
         augment.parse_policy(self.augment)
+        if self.identity_crops < 0 or self.identity_crops > self.batch_size:
+            raise ValueError("identity_crops must be in [0, batch_size] (0: the whole batch)")
+        if self.precision not in ("float32", "bfloat16"):
+            raise ValueError("precision must be float32 or bfloat16")
 
     @property
     def crop_size(self) -> int:
@@ -213,6 +222,18 @@ def train_step(m: Models, a: torch.Tensor, b: torch.Tensor, cfg: TrainConfig,
     ``colour`` is the paintings' colour mean and covariance, needed when
     ``cfg.colour_weight`` is set (:func:`data.colour_moments_of`)."""
     n = a.shape[0]
+    warmup = step < cfg.d_warmup
+    autocast = torch.autocast(a.device.type, torch.bfloat16,
+                              enabled=cfg.precision == "bfloat16")
+    # G runs once: its translations serve D's update (detached) and then its own.
+    # G's weights do not change in between, so this is the same AB as translating
+    # again after D's update, for one forward pass less. During the D warm-up (a
+    # run that starts from a trained G) G is only scored, with no graph.
+    ids = cfg.identity_crops or n
+    x = torch.cat([a, b[:ids]]) if cfg.identity_weight else a
+    with torch.set_grad_enabled(not warmup), autocast:
+        out = translate(m.generator, x, cfg)
+    ab = out[:n].detach()
     # DiffAugment: one draw for each photo and its translation, another for B.
     aug_a = augment.draw(n, a.shape[-1], cfg.augment, a.device) if cfg.augment else None
     aug_b = augment.draw(n, b.shape[-1], cfg.augment, b.device) if cfg.augment else None
@@ -220,10 +241,11 @@ def train_step(m: Models, a: torch.Tensor, b: torch.Tensor, cfg: TrainConfig,
     seen_b = (lambda x: augment.apply(x, aug_b)) if aug_b else (lambda x: x)
     patches = bool(unwrap(m.discriminator).config.patch_heads)
     # Discriminator: B near the origin, AB beyond the margin, T for content.
-    with torch.no_grad():
-        ab = translate(m.generator, a, cfg)
-    vec, score, *maps = m.discriminator(torch.cat([seen_a(a), seen_a(ab), seen_b(b)]),
-                                        **({"patches": True} if patches else {}))
+    with autocast:
+        vec, score, *maps = m.discriminator(torch.cat([seen_a(a), seen_a(ab), seen_b(b)]),
+                                            **({"patches": True} if patches else {}))
+    vec, score = _full(vec), None if score is None else _full(score)
+    maps = [[_full(p) for p in maps[0]]] if maps else maps
     va, vab, vb = vec.split(n)
     d_real, d_fake = losses.squared_norm(vb), losses.margin_loss(vab, cfg.margin)
     d_cos = losses.transformation_cosine(va, vab)
@@ -241,15 +263,10 @@ def train_step(m: Models, a: torch.Tensor, b: torch.Tensor, cfg: TrainConfig,
     m.opt_d.step()
 
     # Generator: pull AB to the origin, keep transformation vectors. D is used
-    # unwrapped and frozen so no gradient (or DDP reduction) is spent on it;
-    # G's first call above ran under no_grad, so DDP expects this one backward only.
-    # During the D warm-up (a run that starts from a trained G) G is only scored.
-    warmup = step < cfg.d_warmup
+    # unwrapped and frozen so no gradient (or DDP reduction) is spent on it.
     disc = unwrap(m.discriminator).requires_grad_(False)
-    x = torch.cat([a, b]) if cfg.identity_weight else a
-    with torch.set_grad_enabled(not warmup):
-        loss_g, stats = _generator_loss(disc, translate(m.generator, x, cfg), a, b, cfg,
-                                        colour, seen_a, m)
+    with torch.set_grad_enabled(not warmup), autocast:
+        loss_g, stats = _generator_loss(disc, out, a, b[:ids], cfg, colour, seen_a, m)
     stats = {"loss_d": loss_d.item(), "d_real": d_real.item(), "d_fake": d_fake.item(),
              "cos_d": d_cos.item(), "norm_b": vb.detach().norm(dim=1).mean().item(), **stats}
     if d_patch is not None:
@@ -272,6 +289,11 @@ def train_step(m: Models, a: torch.Tensor, b: torch.Tensor, cfg: TrainConfig,
     return stats
 
 
+def _full(t: torch.Tensor) -> torch.Tensor:
+    """bf16/fp16 (autocast) → float32; float32 and float64 stay as they are."""
+    return t.float() if t.dtype in (torch.bfloat16, torch.float16) else t
+
+
 def _generator_loss(disc: nn.Module, out: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
                     cfg: TrainConfig, colour: tuple[torch.Tensor, torch.Tensor] | None = None,
                     seen=lambda x: x, m: Models | None = None) -> tuple[torch.Tensor, dict]:
@@ -280,11 +302,13 @@ def _generator_loss(disc: nn.Module, out: torch.Tensor, a: torch.Tensor, b: torc
     ``seen`` is D's augmentation of the photos (the same draw as in D's step); ``m``
     gives the generator and PatchNCE head when ``cfg.nce_weight`` is set."""
     n = a.shape[0]
+    out = _full(out)  # losses in float32, also under bf16 autocast
     ab = out[:n]
     patches = bool(disc.config.patch_heads)
     with torch.no_grad():
-        va = disc(seen(a))[0]
+        va = _full(disc(seen(a))[0])
     vab, s_ab, *maps = disc(seen(ab), **({"patches": True} if patches else {}))
+    vab, s_ab = _full(vab), None if s_ab is None else _full(s_ab)
     g_adv, g_cos = losses.squared_norm(vab), losses.transformation_cosine(va, vab)
     loss_g = g_adv + cfg.cosine_weight * g_cos
     stats = {"g_adv": g_adv.item(), "cos_g": g_cos.item(),
@@ -309,8 +333,11 @@ def _generator_loss(disc: nn.Module, out: torch.Tensor, a: torch.Tensor, b: torc
             keys = encoder_features(gen, a)
         queries = encoder_features(gen, ab)
         where = nce_positions(keys, cfg.nce_patches)
-        g_nce = sum(losses.patch_nce(q, k, cfg.nce_tau)
-                    for q, k in zip(m.nce(queries, where), m.nce(keys, where))) / len(where)
+        # The projection and the contrast in float32: at τ = 0.07 bf16 logits lose too much.
+        with torch.autocast(a.device.type, enabled=False):
+            g_nce = sum(losses.patch_nce(q, k, cfg.nce_tau) for q, k in zip(
+                m.nce([_full(f) for f in queries], where),
+                m.nce([_full(f) for f in keys], where))) / len(where)
         loss_g = loss_g + cfg.nce_weight * g_nce
         stats["nce"] = g_nce.item()
     if cfg.identity_weight:
@@ -339,15 +366,26 @@ def update_ema(ema: nn.Module, gen: nn.Module, decay: float) -> None:
         e.copy_(p)
 
 
+def picture_side(images: list[np.ndarray]) -> int:
+    """The paintings' size as a picture: the median of √(height × width), in pixels.
+
+    Recorded in a style as its stroke scale (``strokes.picture_side``): ``stylize``
+    paints a large photo first at that size (:mod:`siamgan.pyramid`)."""
+    return int(round(float(np.median([np.sqrt(im.shape[0] * im.shape[1]) for im in images]))))
+
+
 def style_config(cfg: TrainConfig, name: str, step: int, a_dir: str, b_dir: str,
-                 counts: tuple[int, int], palette: Palette | None = None) -> dict:
+                 counts: tuple[int, int], palette: Palette | None = None,
+                 side: int | None = None) -> dict:
     """The JSON config exported next to a style's weights.
 
     ``palette``: the B images' colours, recorded with strength 0 (off until asked for
-    with ``stylize --palette``, or given a default by ``siamgan palette``).
+    with ``stylize --palette``, or given a default by ``siamgan palette``). ``side``:
+    the paintings' :func:`picture_side`, the style's stroke scale.
     """
     return {
         "kind": "style", "name": name, "tile_size": cfg.tile_size,
+        **({"strokes": {"picture_side": side, "detail": 0.5}} if side else {}),
         "generator": asdict(cfg.generator),
         "description": f"{Path(a_dir).name} → {Path(b_dir).name}, {step} steps",
         "training": {"a": str(a_dir), "b": str(b_dir), "images_a": counts[0],
@@ -475,6 +513,7 @@ def _train(cfg: TrainConfig, a_dir: str | Path, b_dir: str | Path, name: str, ru
                                          **asdict(cfg), "changes": history})
     counts = (len(images_a), len(images_b))
     palette = Palette.from_images(images_b)
+    side = picture_side(images_b)
     colour = (tuple(t.to(device) for t in colour_moments_of(images_b))
               if cfg.colour_weight else None)
 
@@ -490,7 +529,8 @@ def _train(cfg: TrainConfig, a_dir: str | Path, b_dir: str | Path, name: str, ru
                    if m.nce is not None else {}),
                 "sampler_b": sampler_b.state(), "rng": rng_state()})
             save_weights(run / f"{name}.safetensors", m.ema.state_dict(),
-                         style_config(cfg, name, step, str(a_dir), str(b_dir), counts, palette))
+                         style_config(cfg, name, step, str(a_dir), str(b_dir), counts, palette,
+                                      side))
         distributed.barrier()  # no rank goes on before the checkpoint is complete
 
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {name}", unit="step",
@@ -536,6 +576,7 @@ def _train(cfg: TrainConfig, a_dir: str | Path, b_dir: str | Path, name: str, ru
         weights = user_styles_dir() / f"{name}.safetensors"
         if main:
             save_weights(weights, m.ema.state_dict(),
-                         style_config(cfg, name, step, str(a_dir), str(b_dir), counts, palette))
+                         style_config(cfg, name, step, str(a_dir), str(b_dir), counts, palette,
+                                      side))
         distributed.barrier()
     return weights

@@ -108,3 +108,19 @@ def test_pixel_strokes_keep_the_old_single_pass():
     assert s.rungs(150, 200, TileConfig(strokes="pixel", scale=0.5))[0][0] == (75, 100)
     with pytest.raises(ValueError, match="strokes"):
         TileConfig(strokes="brush")
+
+
+def test_stroke_scale_records_are_checked():
+    from siamgan.stylize import check_strokes
+    from siamgan.train import picture_side
+
+    assert check_strokes({"picture_side": 256, "detail": 0.5})
+    for bad in ({"picture_side": 0}, {"picture_side": True}, {"picture_side": 1e9},
+                {"detail": -1}, {"detail": float("nan")}, {"detail": "x"}):
+        with pytest.raises(ValueError):
+            check_strokes(bad)
+    with pytest.raises(TypeError):
+        check_strokes([256])
+    images = [np.zeros((256, 256, 3), np.uint8), np.zeros((200, 320, 3), np.uint8),
+              np.zeros((512, 512, 3), np.uint8)]
+    assert picture_side(images) == 256
