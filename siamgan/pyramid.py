@@ -90,15 +90,8 @@ def shrink(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.asarray(Image.fromarray(pixels).resize((width, height), RESAMPLE))
 
 
-def _float(pixels: np.ndarray) -> torch.Tensor:
-    if not pixels.flags.writeable:  # torch will not wrap read-only memory
-        pixels = pixels.copy()
-    return torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).float()
-
-
-def compose(rungs: Sequence[np.ndarray], weights: Sequence[float],
-            band_rows: int = 256, on_rows: Callable[[int], None] | None = None,
-            out: np.ndarray | None = None) -> np.ndarray:
+def compose(rungs: list[np.ndarray], weights: Sequence[float],
+            band_rows: int = 256, on_rows: Callable[[int], None] | None = None) -> np.ndarray:
     """Laplacian composition of paintings of one picture at growing sizes.
 
     ``rungs[0]`` is the coarsest; the last has the output's size. Collapsed from the
@@ -106,29 +99,48 @@ def compose(rungs: Sequence[np.ndarray], weights: Sequence[float],
     w_k·rungs[k]``, where ``down`` shrinks a rung to the size of the one below and
     ``up`` enlarges to its own; so each finer rung adds its own band of detail, scaled
     by ``weights[k]`` (``weights[0]`` is unused: the base is whole). The last, full-size
-    step runs ``band_rows`` output rows at a time; ``on_rows(done)`` follows each band.
+    step runs ``band_rows`` output rows at a time, written over the last rung's own
+    rows (it must be writable; it is returned), so the full size is never held as float.
+    ``on_rows(done)`` follows each band.
     """
     if len(rungs) != len(weights) or not rungs:
         raise ValueError("one weight per rung, at least one rung")
     if len(rungs) == 1:
         return rungs[0]
-    acc = _float(rungs[0])
+    top = rungs[-1]
+    if not top.flags.writeable:
+        top = top.copy()
+    # Every rung shrunk to the size below it, before any float image exists.
+    lows = [None] + [shrink(rungs[k], *rungs[k - 1].shape[:2]) if weights[k] else None
+                     for k in range(1, len(rungs))]
+    base = _float(rungs[0])
     for k in range(1, len(rungs)):
-        h, w = rungs[k].shape[:2]
-        low = _float(shrink(rungs[k], *acc.shape[1:])) if weights[k] else 0.0
-        base = acc - weights[k] * low
+        if weights[k]:  # base −= w·down(rung k), one channel at a time (no float copy)
+            for c in range(3):
+                base[c].sub_(torch.from_numpy(np.ascontiguousarray(lows[k][..., c])),
+                             alpha=weights[k])
+            lows[k] = None
         if k < len(rungs) - 1:
-            acc = F.interpolate(base[None], size=(h, w), mode="bicubic",
-                                align_corners=False)[0]
-            acc += weights[k] * _float(rungs[k])
-    h, w = rungs[-1].shape[:2]
-    out = np.empty((h, w, 3), np.uint8) if out is None else out
+            h, w = rungs[k].shape[:2]
+            base = F.interpolate(base[None], size=(h, w), mode="bicubic",
+                                 align_corners=False)[0]
+            if weights[k]:
+                for c in range(3):
+                    base[c].add_(torch.from_numpy(np.ascontiguousarray(rungs[k][..., c])),
+                                 alpha=weights[k])
+    h, w = top.shape[:2]
     for r0 in range(0, h, band_rows):
         rows = (r0, min(h, r0 + band_rows))
         band = upsample_rows(base, h, w, rows)
         if weights[-1]:
-            band += weights[-1] * _float(rungs[-1][rows[0]:rows[1]])
-        out[rows[0]:rows[1]] = band.round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0)
+            band += weights[-1] * _float(top[rows[0]:rows[1]])
+        top[rows[0]:rows[1]] = band.round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0)
         if on_rows is not None:
             on_rows(rows[1])
-    return out
+    return top
+
+
+def _float(pixels: np.ndarray) -> torch.Tensor:
+    if not pixels.flags.writeable:  # torch will not wrap read-only memory
+        pixels = pixels.copy()
+    return torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).float()
