@@ -324,7 +324,7 @@ class Stylizer:
             finer = finer if finer.shape[:2] == (rh, rw) else resize(finer, rw, rh)
             inputs.insert(0, finer)
         outs = []
-        for i, ((rh, rw), (tile, overlap, blend)) in enumerate(plan):
+        for i, ((rh, _), (tile, overlap, blend)) in enumerate(plan):
             outs.append(tiled_apply(inputs[i], run, tile, overlap, t.batch_size,
                                     progress.rung(i, rh), blend, device))
             inputs[i] = None  # type: ignore[call-overload]
