@@ -1,10 +1,12 @@
 """Rebuild the images of docs/gallery.md and the README's before/after pair.
 
-    python docs/make_gallery.py --photos ../shared/data/vangogh2photo/photo \
-        --before /path/to/stage3.safetensors [--no-combo /path/to/v_nocombo.safetensors]
+    python docs/make_gallery.py --large ../shared/data/hires-photos \
+        --yardstick /path/to/yardstick-outputs [--names Garden Storm Wood LadyBird]
 
-Held-out photos (every 10th, as in training) are resized to 2560×1600, the
-largest photos the offline data set can give, and stylized at that full size.
+Real large photos are stylized at full size with the shipped ``vangogh`` style at default
+settings. Each gets a sheet: input | siamgan | yardstick (``benchmarks/yardstick.py``'s
+output of the same photo, when given), seen whole above and as 100 % crops below
+(:func:`siamgan.evaluate.side_by_side`). The README gets the first photo before/after.
 """
 
 from __future__ import annotations
@@ -15,45 +17,40 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from siamgan import Stylizer, TileConfig
-from siamgan.images import list_images, load_rgb, resize, split_holdout
+from siamgan import Stylizer
+from siamgan.evaluate import side_by_side
+from siamgan.images import load_rgb, resize
 
 OUT = Path(__file__).parent / "images"
+NAMES = ["Garden", "Storm", "Wood", "LadyBird"]
 
 
-def save(name: str, pixels: np.ndarray, width: int | None = None) -> None:
-    img = Image.fromarray(pixels)
-    if width is not None and img.width > width:
-        img = img.resize((width, round(img.height * width / img.width)), Image.Resampling.LANCZOS)
-    img.save(OUT / name, quality=88)
+def save(name: str, pixels: np.ndarray) -> None:
+    Image.fromarray(pixels).save(OUT / name, quality=88)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--photos", required=True)
-    ap.add_argument("--no-combo", help="weights of the no-Combo ablation, for the crops")
-    ap.add_argument("--before", help="weights of the style before the seam polish, for the crops")
-    ap.add_argument("--count", type=int, default=3)
+    ap.add_argument("--large", required=True, help="folder of large photos")
+    ap.add_argument("--yardstick", help="folder of the yardstick's outputs (same stems)")
+    ap.add_argument("--style", default="vangogh")
+    ap.add_argument("--names", nargs="+", default=NAMES)
     args = ap.parse_args()
     OUT.mkdir(exist_ok=True)
-    style = Stylizer.from_style("vangogh", "cpu")
-    ablation = Stylizer.from_style(args.no_combo, "cpu") if args.no_combo else None
-    before = Stylizer.from_style(args.before, "cpu") if args.before else None
-    rocket = load_rgb(Path(__file__).parent.parent / "examples" / "rocket.jpg")
-    save("readme-rocket.jpg", np.concatenate([rocket, style.stylize_array(rocket)], axis=1))
-    photos = split_holdout(list_images(args.photos), 10, holdout=True)[: args.count]
-    for i, path in enumerate(photos, 1):
-        big = resize(load_rgb(path), 2560, 1600)
-        out = style.stylize_array(big)
-        save(f"gallery-{i}-before.jpg", big, 1280)
-        save(f"gallery-{i}-after.jpg", out, 1280)
-        crop = np.s_[600:900, 1100:1500]  # full-resolution crop, 4 × 6 tiles
-        # input, shipped (default settings), without its palette match, [before the
-        # polish], [no-Combo ablation], --seamless
-        row = [big[crop], out[crop], style.stylize_array(big, TileConfig(palette=0.0))[crop]]
-        row += [m.stylize_array(big)[crop] for m in (before, ablation) if m is not None]
-        row.append(style.stylize_array(big, TileConfig(seamless=True))[crop])
-        save(f"gallery-{i}-crops.jpg", np.concatenate(row, axis=1))
+    style = Stylizer.from_style(args.style, "cpu")
+    for i, name in enumerate(args.names):
+        photo = load_rgb(next(Path(args.large).glob(f"{name}.*")))
+        out = style.stylize_array(photo)
+        columns = [photo, out]
+        if args.yardstick:
+            ref = load_rgb(next(Path(args.yardstick).glob(f"{name}.*")))
+            columns.append(ref if ref.shape == photo.shape
+                           else resize(ref, photo.shape[1], photo.shape[0]))
+        save(f"large-{name.lower()}.jpg", side_by_side(columns, view_width=560, crop=360))
+        if i == 0:
+            h, w = photo.shape[:2]
+            half = [resize(im, 960, round(h * 960 / w)) for im in (photo, out)]
+            save("readme-large.jpg", np.concatenate(half, axis=1))
 
 
 if __name__ == "__main__":

@@ -195,3 +195,7 @@ def encoder_widths(gen: PatchGenerator) -> list[int]:
     """Channels of each :func:`encoder_features` map."""
     with torch.no_grad():
         return [f.shape[1] for f in encoder_features(gen, torch.zeros(1, 3, 8, 8))]
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

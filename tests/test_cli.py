@@ -243,3 +243,35 @@ def test_train_init_from_takes_the_styles_generator(tmp_path, home):
     assert cfg["generator"]["channels"] == 4
     r = cli(*base, "--name", "x", "--init-from", "no-such-style")
     assert r.exit_code == 2 and "not found" in r.output
+
+
+def test_eval_large_scores_whole_pictures_seams_and_writes_sheets(tmp_path):
+    from siamgan.evaluate import evaluate_large, format_large
+
+    large = folder(tmp_path / "large", 2, seed=3, size=(192, 320))
+    paintings = folder(tmp_path / "b", 4, seed=2, size=(64, 64))
+    yard = folder(tmp_path / "yard", 1, seed=4, size=(96, 160))  # one of two, half size
+    s = Stylizer(torch.nn.Identity(), 16, config={"strokes": {"picture_side": 64}})
+    result = evaluate_large(s, large, paintings, TileConfig(), yard, tmp_path / "sheets",
+                            tmp_path / "saved")
+    assert result["photos"] == 2 and result["whole"] == 256
+    for key in ("photos", "stylized"):
+        assert set(result["swd"][key]) == {"level0", "level1", "level2", "mean"}
+    assert result["swd"]["yardstick"] is None  # one picture cannot make a distribution
+    assert result["ssim"]["stylized"] > 0.9  # the identity keeps the content
+    first = result["images"][0]
+    assert first["pitch"] == 16 and first["seam"] > 0 and len(first["rungs"]) > 1
+    assert "yardstick_ssim" in first and "yardstick_ssim" not in result["images"][1]
+    with Image.open(tmp_path / "sheets" / "0.jpg") as sheet:
+        assert sheet.width > 3 * 320  # input | siamgan | yardstick
+    assert sorted(p.name for p in (tmp_path / "saved").iterdir()) == ["0.png", "1.png"]
+    assert "siamgan" in format_large(result)
+
+
+def test_eval_cli_needs_photos_or_large(tmp_path):
+    paintings = folder(tmp_path / "b", 4, seed=2, size=(64, 64))
+    r = cli("eval", "--paintings", str(paintings), "--style", "vangogh")
+    assert r.exit_code == 2 and "--large" in r.output
+    r = cli("eval", "--paintings", str(paintings), "--style", "vangogh", "--photos",
+            str(paintings), "--sheets", str(tmp_path / "s"))
+    assert r.exit_code == 2 and "go with --large" in r.output
