@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import importlib
 import io
 import json
 import os
@@ -24,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import folder
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -37,7 +39,9 @@ from siamgan.cli import app
 from siamgan.models import GeneratorConfig, PatchGenerator
 from siamgan.stylize import Stylizer, TileConfig
 
-T = __import__("importlib").import_module("siamgan.train")  # the package re-exports `train`
+T = importlib.import_module("siamgan.train")  # the package re-exports a function `train`
+TINY = ["--tile", "16", "--batch", "2", "--steps", "2", "--channels", "4", "--res-blocks", "1",
+        "--sample-every", "1", "--checkpoint-every", "1", "--device", "cpu"]  # as in test_cli
 
 
 class Negate(torch.nn.Module):
@@ -161,7 +165,6 @@ def test_train_name_that_is_a_path_writes_nothing(tmp_path, monkeypatch, name, s
 
 
 def test_existing_run_or_style_needs_resume(tmp_path, home, spy_train_steps):
-    from helpers import folder
     a, b = folder(tmp_path / "a", 2, seed=1), folder(tmp_path / "b", 2, seed=2)
     run = tmp_path / "runs" / "mine"
     run.mkdir(parents=True)
@@ -290,7 +293,6 @@ def test_names_up_to_255_bytes_are_written(tmp_path, name):
 # --- 7. an unwritable styles folder is found before training ---
 
 def test_unwritable_styles_folder_stops_before_the_first_step(tmp_path, home, spy_train_steps):
-    from helpers import folder
     a, b = folder(tmp_path / "a", 2, seed=1), folder(tmp_path / "b", 2, seed=2)
     home.mkdir(parents=True)
     (home / "styles").write_text("a file where the folder should be")
@@ -302,8 +304,6 @@ def test_unwritable_styles_folder_stops_before_the_first_step(tmp_path, home, sp
 
 
 def test_failed_export_says_where_the_weights_are(tmp_path, monkeypatch):
-    from helpers import folder
-    from test_cli import TINY
     a, b = folder(tmp_path / "a", 3, seed=1, size=(40, 50)), folder(tmp_path / "b", 3, seed=2,
                                                                     size=(40, 50))
 
@@ -585,9 +585,9 @@ WHERE = st.sampled_from(["beside", "inside", "deep inside", "above", "same", "fi
 def snapshot(root: bytes) -> dict[bytes, tuple]:
     """Every entry under ``root``: (kind, size, mtime, content hash) for files."""
     found = {}
-    for folder, dirs, files in os.walk(root):
+    for where, dirs, files in os.walk(root):
         for name in dirs + files:
-            path = os.path.join(folder, name)
+            path = os.path.join(where, name)
             st_ = os.lstat(path)
             digest = None
             if os.path.isfile(path) and not os.path.islink(path):
