@@ -356,7 +356,7 @@ def check_report(path: Path, inputs: Sequence[str | Path]) -> None:
     try:
         named = [p for p in inputs if str(p) != "-"]
         check_outside(path, expand_inputs(named) if named else [], "--report", inside_ok=True)
-        runs.check_writable(path.parent, "the report's folder")
+        runs.check_writable(path.parent, "the report's folder", create=False)
     except PathError as e:
         raise ConvertError(str(e)) from e
 
