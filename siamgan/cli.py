@@ -11,13 +11,22 @@ import typer
 from tqdm import tqdm
 
 from .cli_common import DEVICE_HELP, fail, run_training
-from .convert import ConvertError, ConvertOptions, convert, expand_inputs, parse_shard
+from .convert import (
+    ConvertError,
+    ConvertOptions,
+    check_report,
+    convert,
+    expand_inputs,
+    parse_shard,
+)
 from .dcgan.cli import dcgan_app
 from .imagefiles import DEFAULT_MAX_PIXELS
 from .models import DiscriminatorConfig, GeneratorConfig
+from .paths import PathError, check_outside, overlap
+from .runs import exit_status
 from .stylize import Stylizer, TileConfig, load_style, resolve_device
 from .train import TrainConfig, train
-from .weights_io import WeightsError, list_styles
+from .weights_io import GENERATOR_LIMITS, WeightsError, scan_styles
 
 app = typer.Typer(help="Turn photos into paintings at any resolution.",
                   no_args_is_help=True, add_completion=False,
@@ -30,12 +39,14 @@ app.add_typer(dcgan_app, name="dcgan")
 def stylize(
     inputs: list[str] = typer.Argument(
         ..., help="Image files, folders (walked recursively, mirrored under -o) or quoted "
-                  "globs such as 'trip/**/*.jpg'."),
-    output: Path = typer.Option(..., "-o", "--output",
-                                help="Output folder, or an output file for a single input."),
+                  "globs such as 'trip/**/*.jpg'; - reads one image from standard input."),
+    output: str = typer.Option(..., "-o", "--output",
+                               help="Output folder (end it with / to be sure), or an output "
+                                    "file for a single input; - writes one image to "
+                                    "standard output."),
     style: str = typer.Option(None, "--style", "-s", help="Style name; see `siamgan styles`."),
     weights: Path = typer.Option(None, "--weights", help="A style's .safetensors file."),
-    tile: int = typer.Option(None, "--tile", min=8,
+    tile: int = typer.Option(None, "--tile", min=8, max=1024,
                              help="Tile size in px (default: the style's training tile)."),
     scale: float = typer.Option(1.0, "--scale", min=0.01, max=8.0,
                                 help="Brush size, relative to the style's default: 1 paints "
@@ -65,7 +76,7 @@ def stylize(
     palette: float = typer.Option(None, "--palette", min=0.0, max=1.0,
                                   help="How far colours move to the style's paintings after "
                                        "the generator: 0 (off) to 1 (full Reinhard transfer). "
-                                       "Default: the style's own (vangogh 0.5)."),
+                                       "Default: the style's own default."),
     batch_size: int = typer.Option(None, "--batch-size", min=1,
                                    help="Tiles per forward pass (default 16 on the CPU, 256 "
                                         "on a GPU); small images share passes. Halved "
@@ -99,7 +110,7 @@ def stylize(
     atomic, and Ctrl-C then the same command again resumes.
 
     Exit status: 0 all converted or skipped, 1 some files failed, 2 usage
-    error, 130 interrupted.
+    error, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
     """
     if (style is None) == (weights is None):
         fail("give exactly one of --style NAME or --weights FILE", 2)
@@ -109,16 +120,25 @@ def stylize(
         options = ConvertOptions(out_format, quality, overwrite, max_pixels,
                                  TileConfig(tile, overlap, scale, batch_size, blend, seamless,
                                             palette, strokes, detail),
-                                 progress=True, log=lambda line: tqdm.write(line, file=sys.stderr),
+                                 progress=output != "-",
+                                 log=lambda line: tqdm.write(line, file=sys.stderr),
                                  shard=None if shard is None else parse_shard(shard))
-        expand_inputs(inputs)  # usage errors before the style is loaded
+        if "-" not in inputs:
+            expand_inputs(inputs)  # usage errors before the style is loaded
+        if report_file is not None:
+            check_report(report_file, inputs)
         stylizer = Stylizer.from_style(str(weights or style), device, precision)
         report = convert(stylizer, inputs, output, options)
     except (WeightsError, ConvertError, ValueError) as e:
         fail(str(e), 2)
+    # The summary first: it must not be lost if the report cannot be written.
+    typer.echo(report.summary(), err=report.exit_code != 0 or output == "-")
     if report_file is not None:
-        report.write_json(report_file)
-    typer.echo(report.summary(), err=report.exit_code != 0)
+        try:
+            report.write_json(report_file)
+        except OSError as e:
+            fail(f"cannot write the report {report_file}: {e.strerror or e}",
+                 report.exit_code or 1)
     raise typer.Exit(report.exit_code)
 
 
@@ -128,7 +148,8 @@ def train_cmd(
     b: Path = typer.Option(..., "--b", help="Folder of domain-B images (paintings)."),
     name: str = typer.Option(..., "--name", help="Style name; the run goes to RUNS/NAME."),
     steps: int = typer.Option(20000, "--steps", min=1, help="Total training steps."),
-    tile: int = typer.Option(64, "--tile", min=8, help="Tile size S; crops are 2S×2S."),
+    tile: int = typer.Option(64, "--tile", min=8, max=1024,
+                             help="Tile size S; crops are 2S×2S."),
     batch: int = typer.Option(16, "--batch", min=2, help="Crops per batch."),
     recipe: str = typer.Option("default", "--recipe",
                                help="default, or seed (the seed article's objective only)."),
@@ -175,8 +196,11 @@ def train_cmd(
     zoom_a: float = typer.Option(None, "--zoom-a", min=1.0,
                                  help="Half the photo crops enlarged by up to this factor, "
                                       "like the flat tiles of large photos (default 1: none)."),
-    channels: int = typer.Option(32, "--channels", min=4, help="Generator base width."),
-    res_blocks: int = typer.Option(4, "--res-blocks", min=0, help="Generator residual blocks."),
+    channels: int = typer.Option(32, "--channels", min=4, max=GENERATOR_LIMITS["channels"][1],
+                                 help="Generator base width."),
+    res_blocks: int = typer.Option(4, "--res-blocks", min=0,
+                                   max=GENERATOR_LIMITS["res_blocks"][1],
+                                   help="Generator residual blocks."),
     norm: str = typer.Option("pixel", "--norm", help="Generator norm: pixel, none, instance."),
     no_combo: bool = typer.Option(False, "--no-combo",
                                   help="Ablation: train G on whole crops, not via Combo."),
@@ -244,6 +268,9 @@ def train_cmd(
     if dry_run:
         typer.echo(json.dumps(asdict(cfg), indent=2))
         return
+    if overlap(a, b):
+        typer.echo(f"warning: --a {a} and --b {b} are the same photos (or one holds the "
+                   "other): there is no style to learn, only a copy", err=True)
     # With --resume, the weights and rates given here change the checkpoint's (logged).
     changes = overrides if resume else None
     run_training(lambda: train(cfg, a, b, name, runs_dir, resume, changes=changes),
@@ -363,7 +390,7 @@ def eval_cmd(
                                            "`train --holdout-every K` kept out; 0 = all."),
     seam_photos: int = typer.Option(3, "--seam-photos", min=0,
                                     help="Photos resized to 2560×1600 for the seam score."),
-    tile: int = typer.Option(None, "--tile", min=8, help="As in stylize."),
+    tile: int = typer.Option(None, "--tile", min=8, max=1024, help="As in stylize."),
     overlap: int = typer.Option(0, "--overlap", min=0, help="Tile overlap in px."),
     blend: str = typer.Option("feather", "--blend", help="As in stylize."),
     seamless: bool = typer.Option(False, "--seamless", help="As in stylize."),
@@ -384,6 +411,13 @@ def eval_cmd(
         fail("give --photos DIR, --large DIR or both", 2)
     if large is None and (yardstick or sheets or save):
         fail("--yardstick, --sheets and --save go with --large", 2)
+    inputs = [p for p in (photos, paintings, large, yardstick) if p is not None]
+    try:
+        for out, what in ((sheets, "--sheets"), (save, "--save"), (json_out, "--json")):
+            if out is not None:
+                check_outside(out, inputs, what)
+    except PathError as e:
+        fail(str(e), 2)
     result: dict = {}
     try:
         stylizer = Stylizer.from_style(str(weights or style), device)
@@ -409,8 +443,17 @@ def eval_cmd(
 
 @app.command()
 def styles() -> None:
-    """List the styles siamgan can find (shipped and user-trained)."""
-    found = list_styles()
+    """List the styles siamgan can find (shipped and user-trained).
+
+    A style file that cannot be used (unreadable or invalid config, or a user style
+    named like a shipped one) is skipped with a warning line on standard error.
+    """
+    try:
+        found, problems = scan_styles()
+    except WeightsError as e:
+        fail(str(e), 2)
+    for line in problems:
+        typer.echo(f"warning: {line}", err=True)
     if not found:
         typer.echo("no styles found")
     for s in found:
@@ -420,8 +463,8 @@ def styles() -> None:
 def main() -> None:
     try:
         app()
-    except KeyboardInterrupt:
-        sys.exit(130)
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM while a trainer runs (Terminated)
+        sys.exit(exit_status(e))
 
 
 if __name__ == "__main__":

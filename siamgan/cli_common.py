@@ -9,7 +9,8 @@ import typer
 
 from .data import DataError
 from .distributed import is_main
-from .runs import TrainingDiverged
+from .runs import TrainingDiverged, exit_status
+from .weights_io import ExportError
 
 DEVICE_HELP = "auto (CUDA if present, else CPU), cpu, cuda or cuda:N."
 
@@ -21,16 +22,17 @@ def fail(message: str, code: int = 1) -> None:
 
 
 def run_training(train: Callable[[], Path], run_dir: Path, done: str) -> None:
-    """Run a trainer with the CLI's exit codes: 2 bad data, 1 diverged, 130 Ctrl-C."""
+    """Run a trainer with the CLI's exit codes: 2 bad data, name or folders; 1 diverged
+    or export failed; 130 Ctrl-C, 143 SIGTERM (both after a checkpoint)."""
     try:
         path = train()
     except (DataError, FileNotFoundError, ValueError) as e:
         fail(str(e), 2)
-    except TrainingDiverged as e:
+    except (TrainingDiverged, ExportError) as e:
         fail(str(e), 1)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         typer.echo(f"\ninterrupted: checkpoint saved in {run_dir}; continue with --resume",
                    err=True)
-        raise typer.Exit(130) from None
+        raise typer.Exit(exit_status(e)) from None
     if is_main():  # under torchrun, one line, not one per process
         typer.echo(f"{done} {path}")

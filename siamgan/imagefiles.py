@@ -11,6 +11,8 @@ What happens to each kind of input is documented in ``docs/batch.md``.
 from __future__ import annotations
 
 import io
+import os
+import stat
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -80,14 +82,39 @@ def pixel_limit(max_pixels: int) -> Iterator[None]:
         Image.MAX_IMAGE_PIXELS = old
 
 
-def decode(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
-    """Read ``path``; raise :class:`ImageFileError` saying what is wrong with it."""
+def _open_regular(path: str, flags: int) -> int:
+    """``open``'s opener: a regular file only, opened without blocking.
+
+    A FIFO or a device named like an image would block the read (or never end);
+    ``O_NONBLOCK`` makes the open itself return at once, and anything that is not
+    a regular file is refused before a single byte is read.
+    """
+    fd = os.open(path, flags | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
     try:
-        with open(path, "rb") as f:
-            if f.seek(0, io.SEEK_END) == 0:
-                raise ImageFileError("empty file (0 bytes)")
-            f.seek(0)
-            return _decode_open(f, path, max_pixels)
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        os.close(fd)
+        raise
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise ImageFileError(not_regular(mode))
+    return fd
+
+
+def not_regular(mode: int) -> str:
+    """Why a file of this ``st_mode`` is never read as an image."""
+    if stat.S_ISDIR(mode):
+        return "is a folder, not an image file"
+    kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a special file")
+    return f"{kind}, not a regular file; never opened"
+
+
+@contextmanager
+def _reasons() -> Iterator[None]:
+    """Turn any error while decoding into an :class:`ImageFileError` saying why."""
+    try:
+        yield
     except ImageFileError:
         raise
     except Image.DecompressionBombError as e:
@@ -101,6 +128,25 @@ def decode(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
         raise ImageFileError("out of memory while decoding") from e
     except Exception as e:  # every decoder error is this file's problem only
         raise ImageFileError(f"corrupt or truncated image: {type(e).__name__}: {e}") from e
+
+
+def decode(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
+    """Read ``path``; raise :class:`ImageFileError` saying what is wrong with it."""
+    with _reasons():
+        with open(path, "rb", opener=_open_regular) as f:
+            if f.seek(0, io.SEEK_END) == 0:
+                raise ImageFileError("empty file (0 bytes)")
+            f.seek(0)
+            return _decode_open(f, path, max_pixels)
+
+
+def decode_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 name: str = "-") -> Decoded:
+    """Like :func:`decode`, for an image already read (standard input)."""
+    if not data:
+        raise ImageFileError("empty input (0 bytes)")
+    with _reasons():
+        return _decode_open(io.BytesIO(data), Path(name), max_pixels)
 
 
 def _decode_open(f, path: Path, max_pixels: int) -> Decoded:
@@ -227,6 +273,24 @@ def encode(path: Path, rgb: np.ndarray, decoded: Decoded, fmt: str,
 
     Returns notes about anything that could not be kept (alpha in JPEG/BMP).
     """
+    image, kwargs, notes = _prepare(rgb, decoded, fmt, quality)
+    with atomic_write(path) as f:
+        image.save(f, format=fmt, **kwargs)
+    return notes
+
+
+def encode_bytes(rgb: np.ndarray, decoded: Decoded, fmt: str,
+                 quality: int = 95) -> tuple[bytes, list[str]]:
+    """Like :func:`encode`, into memory (for standard output)."""
+    image, kwargs, notes = _prepare(rgb, decoded, fmt, quality)
+    buf = io.BytesIO()
+    image.save(buf, format=fmt, **kwargs)
+    return buf.getvalue(), notes
+
+
+def _prepare(rgb: np.ndarray, decoded: Decoded, fmt: str,
+             quality: int) -> tuple[Image.Image, dict, list[str]]:
+    """The image to save, Pillow's options for ``fmt``, and notes on what was lost."""
     notes: list[str] = []
     image = Image.fromarray(rgb, "RGB")
     alpha = decoded.alpha
@@ -252,9 +316,7 @@ def encode(path: Path, rgb: np.ndarray, decoded: Decoded, fmt: str,
         kwargs["quality"] = quality
     if fmt == "TIFF":
         kwargs["compression"] = "tiff_lzw"
-    with atomic_write(path) as f:
-        image.save(f, format=fmt, **kwargs)
-    return notes
+    return image, kwargs, notes
 
 
 def _to_gif(image: Image.Image, alpha: np.ndarray | None, kwargs: dict) -> Image.Image:

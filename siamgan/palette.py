@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from .images import list_images, load_rgb
+from .paths import check_outside
 from .weights_io import find_style, load_weights, save_weights
 
 # sRGB (D65) ↔ CIE XYZ, and the D65 white point: the constants skimage.color uses.
@@ -144,6 +145,7 @@ def record_palette(style: str | Path, paintings: str | Path, strength: float,
                    output: str | Path) -> Path:
     """Write ``output``: the style's weights, with the paintings' palette in its config."""
     source = find_style(str(style))
+    check_outside(Path(output).with_suffix(".safetensors"), [source, paintings], "-o")
     tensors, config = load_weights(source)
     paths = list_images(paintings)
     if not paths:

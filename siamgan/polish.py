@@ -40,6 +40,7 @@ from .runs import (
     due,
     load_checkpoint,
     plot_losses,
+    prepare_run,
     rng_state,
     save_checkpoint,
     save_image,
@@ -48,7 +49,7 @@ from .runs import (
 )
 from .stylize import load_style, resolve_device
 from .tiling import combo
-from .weights_io import save_weights, user_styles_dir
+from .weights_io import export_path, export_style, find_style, save_weights
 
 
 @dataclass
@@ -126,8 +127,10 @@ def polish(cfg: PolishConfig, photos: str | Path, name: str, runs_dir: str | Pat
     Writes ``runs_dir/name/`` (config, stats, loss plot, sample sheets, checkpoint).
     Ctrl-C saves a checkpoint and raises KeyboardInterrupt; ``resume`` continues it
     with the checkpoint's config (only ``steps`` and ``device`` come from ``cfg``).
+    The name and folders are checked first, as for ``train`` (:func:`prepare_run`).
     """
-    run = Path(runs_dir) / name
+    inputs = [photos] if resume else [photos, find_style(cfg.style)]
+    run = prepare_run(runs_dir, name, resume, inputs, export_path(name) if export else None)
     device = resolve_device(cfg.device)
     step = 0
     if resume:
@@ -205,8 +208,7 @@ def polish(cfg: PolishConfig, photos: str | Path, name: str, runs_dir: str | Pat
         bar.close()
     if not export:
         return run / f"{name}.safetensors"
-    return save_weights(user_styles_dir() / f"{name}.safetensors", student.state_dict(),
-                        style_config())
+    return export_style(name, student.state_dict(), style_config(), run)
 
 
 @torch.no_grad()

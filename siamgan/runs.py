@@ -7,6 +7,7 @@ loaded with ``weights_only=True``), ``stats.jsonl`` (one line per step),
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -23,8 +24,16 @@ import torch
 from PIL import Image, ImageDraw
 
 from . import __version__
+from .paths import PathError, check_name, check_outside, name_max, short_name
 
 CHECKPOINT = "checkpoint.pt"
+
+
+def temp_stem(folder: str | Path, name: str) -> str:
+    """The part of a helper file's name that stands for ``name`` (a temp file, a claim):
+    ``name`` itself, or a hashed short form where ``.NAME.PID.random.tmp`` would not fit
+    the folder's name limit (a PID of up to 10 digits, 8 random characters)."""
+    return short_name(name, name_max(folder) - len("..0123456789.abcdefgh.tmp"))
 
 
 @contextmanager
@@ -33,12 +42,14 @@ def atomic_write(path: str | Path, mode: str = "wb"):
 
     A crash or Ctrl-C leaves either the old file or the new one, never half of
     one. The final file gets the permissions a normal new file would. The temp
-    file is named ``.NAME.PID.random.tmp``: after a hard kill,
-    :func:`remove_stale_temps` can tell it from one still being written.
+    file is named ``.NAME.PID.random.tmp`` (NAME shortened by :func:`temp_stem` when
+    that would be too long): after a hard kill, :func:`remove_stale_temps` can tell
+    it from one still being written.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
+    stem = temp_stem(path.parent, path.name)
+    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.{os.getpid()}.", suffix=".tmp",
                                dir=path.parent)
     try:
         with os.fdopen(fd, mode) as f:
@@ -54,7 +65,8 @@ def atomic_write(path: str | Path, mode: str = "wb"):
         raise
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether a process of this id runs on this machine."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -72,13 +84,14 @@ def remove_stale_temps(folder: str | Path, names: set[str] | None = None) -> lis
         entries = list(os.scandir(folder))
     except OSError:
         return removed
+    stems = None if names is None else {temp_stem(folder, n) for n in names}
     for entry in entries:
         if not (entry.name.startswith(".") and entry.name.endswith(".tmp")):
             continue
         stem = entry.name[1:-len(".tmp")]  # NAME.PID.random
         name, _, pid = stem.rpartition(".")[0].rpartition(".")
-        wanted = names is None or name in names
-        if wanted and pid.isdigit() and not _alive(int(pid)) and entry.is_file():
+        wanted = stems is None or name in stems
+        if wanted and pid.isdigit() and not alive(int(pid)) and entry.is_file():
             try:
                 os.unlink(entry.path)
                 removed.append(Path(entry.path))
@@ -87,29 +100,118 @@ def remove_stale_temps(folder: str | Path, names: set[str] | None = None) -> lis
     return removed
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a job scheduler, ``timeout``, ``kill``), handled like Ctrl-C; exit 143."""
+
+
+def exit_status(interrupt: KeyboardInterrupt) -> int:
+    """128 + the signal: 143 after SIGTERM, 130 after Ctrl-C."""
+    return 128 + (signal.SIGTERM if isinstance(interrupt, Terminated) else signal.SIGINT)
+
+
+@contextmanager
+def terminate_as_interrupt():
+    """While the block runs, SIGTERM raises :class:`Terminated` as Ctrl-C raises
+    KeyboardInterrupt, so one ``except KeyboardInterrupt`` handles both. Outside the
+    main thread signals cannot be caught, and nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
 @contextmanager
 def deferred_interrupt():
-    """Turn the first Ctrl-C into a flag (``state["requested"]``) checked between steps.
+    """Turn the first Ctrl-C or SIGTERM into a flag (``state["requested"]``) checked
+    between steps.
 
     A trainer then checkpoints a whole step, never half of one; a second
-    Ctrl-C interrupts at once. Outside the main thread signals cannot be
-    caught, so the flag simply stays False.
+    signal interrupts at once. A KeyboardInterrupt that leaves the block after a
+    SIGTERM becomes :class:`Terminated` (exit 143). Outside the main thread
+    signals cannot be caught, so the flag simply stays False.
     """
     state = {"requested": False}
     if threading.current_thread() is not threading.main_thread():
         yield state
         return
+    received: list[int] = []
 
     def handler(signum, frame) -> None:
         if state["requested"]:
-            raise KeyboardInterrupt
+            raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
         state["requested"] = True
+        received.append(signum)
 
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield state
+    except KeyboardInterrupt as e:
+        if received[:1] == [signal.SIGTERM] and not isinstance(e, Terminated):
+            raise Terminated from e
+        raise
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s, h in previous.items():
+            signal.signal(s, h if h is not None else signal.SIG_DFL)
+
+
+def check_writable(folder: str | Path, what: str, create: bool = True) -> None:
+    """Raise :class:`PathError` saying why files cannot be written in ``folder``.
+
+    A temp file is made and removed there, the folder created first; with
+    ``create`` False a missing folder is not made: the probe goes to the nearest
+    folder above it that exists, where it would be created, and leaves no trace.
+    """
+    folder = Path(folder)
+    probe = folder
+    try:
+        if create:
+            folder.mkdir(parents=True, exist_ok=True)
+        else:
+            while not probe.exists() and probe != probe.parent:
+                probe = probe.parent
+            if not probe.is_dir():
+                raise NotADirectoryError(errno.ENOTDIR, "a file is in the way", str(probe))
+        fd, tmp = tempfile.mkstemp(prefix=".siamgan-probe.", dir=probe)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise PathError(f"cannot write to {what} {folder}: {e.strerror or e}"
+                        + (f" ({probe})" if probe != folder else "")) from e
+
+
+def prepare_run(runs_dir: str | Path, name: str, resume: bool, inputs: list,
+                export_to: Path | None = None) -> Path:
+    """The folder ``runs_dir/name`` of a training run, checked before any work.
+
+    ``name`` must be a plain name; the run folder and the exported style
+    (``export_to``) must stay off and out of the ``inputs``; both places must be
+    writable. Without ``resume`` a run folder that holds anything, or an exported
+    style of that name, is refused rather than replaced.
+    """
+    check_name(name)
+    run = Path(runs_dir) / name
+    check_outside(run, inputs, "the run folder")
+    if export_to is not None:
+        check_outside(export_to, inputs, "the exported style")
+    if not resume:
+        if run.exists() and (not run.is_dir() or any(run.iterdir())):
+            raise PathError(f"run {run} already exists; continue it with --resume, "
+                            "or choose another --name")
+        if export_to is not None and export_to.exists():
+            raise PathError(f"a style named {name!r} already exists ({export_to}); "
+                            "choose another --name, or delete that style first")
+    check_writable(runs_dir, "the runs folder", create=False)
+    if export_to is not None:
+        check_writable(export_to.parent, "the styles folder", create=False)
+    return run
 
 
 def atomic_save(path: str | Path, writer: Callable[[IO[bytes]], Any]) -> None:

@@ -15,7 +15,7 @@ from .images import resize
 from .models import GeneratorConfig, PatchGenerator
 from .palette import Palette, check_strength, match_palette
 from .tiling import BLENDS, tile_starts, tiled_apply
-from .weights_io import WeightsError, check_state, find_style, load_weights
+from .weights_io import WeightsError, check_state, check_style_config, find_style, load_weights
 
 STROKES = ("picture", "pixel")
 """How ``--scale`` is read: relative to the picture (the style's stroke scale) or to
@@ -143,21 +143,8 @@ def load_style(name_or_path: str | Path) -> tuple[PatchGenerator, dict, Path]:
     tensors, config = load_weights(path)
     if config.get("kind", "style") != "style":
         raise WeightsError(f"{path}: holds a {config.get('kind')!r} model, not a style")
-    try:
-        gen = PatchGenerator(GeneratorConfig(**config["generator"]))
-        int(config["tile_size"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise WeightsError(f"{path}: bad generator config: missing or invalid {e}") from e
-    if "palette" in config:
-        try:
-            Palette.from_dict(config["palette"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise WeightsError(f"{path}: bad palette in config: {e}") from e
-    if "strokes" in config:
-        try:
-            check_strokes(config["strokes"])
-        except (TypeError, ValueError) as e:
-            raise WeightsError(f"{path}: bad strokes in config: {e}") from e
+    check_style_config(config, path)  # bounds first: no model is built from a bad config
+    gen = PatchGenerator(GeneratorConfig(**config["generator"]))
     check_state(path, gen, tensors)
     gen.load_state_dict(tensors)
     return gen, config, path

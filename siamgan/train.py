@@ -35,6 +35,7 @@ from .runs import (  # noqa: F401 (TrainingDiverged: re-exported, tests use T.Tr
     due,
     load_checkpoint,
     plot_losses,
+    prepare_run,
     rng_state,
     save_checkpoint,
     save_image,
@@ -42,7 +43,7 @@ from .runs import (  # noqa: F401 (TrainingDiverged: re-exported, tests use T.Tr
     write_json,
 )
 from .tiling import combo, tiled_apply
-from .weights_io import save_weights, user_styles_dir
+from .weights_io import export_path, export_style, save_weights
 
 
 @dataclass
@@ -422,9 +423,15 @@ def train(cfg: TrainConfig, a_dir: str | Path, b_dir: str | Path, name: str,
     Under ``torchrun`` every process trains on its own crops (``batch_size``
     each) with gradients averaged by DDP, and rank 0 alone writes the run folder
     and the export (``docs/distributed.md``).
+
+    Before any work (:func:`siamgan.runs.prepare_run`): ``name`` must be a plain name
+    and not a shipped style's, an existing run or style of that name needs ``resume``,
+    and the runs and styles folders must be writable.
     """
+    run = prepare_run(runs_dir, name, resume, [a_dir, b_dir],
+                      export_path(name) if export else None)
     with distributed.session(cfg.device) as device:
-        return _train(cfg, a_dir, b_dir, name, Path(runs_dir) / name, resume, export,
+        return _train(cfg, a_dir, b_dir, name, run, resume, export,
                       progress, device, changes or {})
 
 
@@ -573,10 +580,10 @@ def _train(cfg: TrainConfig, a_dir: str | Path, b_dir: str | Path, name: str, ru
     bar.close()
     weights = run / f"{name}.safetensors"
     if export:
-        weights = user_styles_dir() / f"{name}.safetensors"
+        weights = export_path(name)
         if main:
-            save_weights(weights, m.ema.state_dict(),
+            export_style(name, m.ema.state_dict(),
                          style_config(cfg, name, step, str(a_dir), str(b_dir), counts, palette,
-                                      side))
+                                      side), run)
         distributed.barrier()
     return weights

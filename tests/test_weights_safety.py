@@ -155,7 +155,7 @@ def test_config_problems_named(tmp_path):
     with pytest.raises(WeightsError, match=r"c\.json.*not valid JSON"):
         load_weights(path)
     (tmp_path / "c.json").write_text(json.dumps({**style_config(), "generator": {"x": 1}}))
-    with pytest.raises(WeightsError, match="bad generator config"):
+    with pytest.raises(WeightsError, match="bad style config: generator"):
         Stylizer.from_style(str(path), device="cpu")
 
 

@@ -11,6 +11,7 @@ import typer
 from ..cli_common import DEVICE_HELP, fail, run_training
 from ..data import DataError
 from ..images import image_grid
+from ..paths import PathError, check_outside
 from ..runs import save_image, write_json
 from ..weights_io import WeightsError
 from . import sample as S
@@ -128,6 +129,12 @@ def sample_cmd(
     device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
 ) -> None:
     """Draw new faces (a sheet, single images, or a latent walk)."""
+    try:
+        for out, what in ((output, "-o"), (out_dir, "--out-dir")):
+            if out is not None and weights is not None:
+                check_outside(out, [weights], what)
+    except PathError as e:
+        fail(str(e), 2)
     gen = _generator(weights, device)
     if interpolate:
         walk = S.interpolate(gen, seed, seed + 1 if to_seed is None else to_seed, frames)
@@ -163,6 +170,11 @@ def eval_cmd(
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
 ) -> None:
     """SWD against real faces (with the real-vs-real floor) and MS-SSIM diversity."""
+    if json_out is not None:
+        try:
+            check_outside(json_out, [data, *([weights] if weights else [])], "--json")
+        except PathError as e:
+            fail(str(e), 2)
     gen = _generator(weights, device)
     try:
         real = load_faces(data, gen.config.image_size)

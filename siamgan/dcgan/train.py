@@ -27,6 +27,7 @@ from ..runs import (
     due,
     load_checkpoint,
     plot_losses,
+    prepare_run,
     rng_state,
     save_checkpoint,
     save_image,
@@ -284,7 +285,7 @@ def train_dcgan(cfg: DCGANTrainConfig, data: str | Path, name: str,
     Under ``torchrun`` each process takes its share of every epoch's shuffle
     (``batch_size`` per process) and rank 0 alone writes (``docs/distributed.md``).
     """
-    run = Path(runs_dir) / name
+    run = prepare_run(runs_dir, name, resume, [data])
     state = None
     if resume:
         state = load_checkpoint(run)
