@@ -464,10 +464,10 @@ def serve_cmd(
     """Serve a local web page: drop photos, pick a style and brush size, download paintings.
 
     Photos are converted one at a time exactly as `stylize` converts them (same safe
-    decoder, names, formats and metadata), in a temporary folder deleted on exit.
+    decoder, names, formats and metadata), in a temporary folder deleted when Ctrl-C or
+    SIGTERM stops the server (exit 0).
     """
-    import signal
-
+    from .runs import terminate_as_interrupt
     from .serve import serve
     from .webqueue import ServeConfig
 
@@ -476,11 +476,10 @@ def serve_cmd(
                              max_pixels, quality)
     except ValueError as e:
         fail(str(e), 2)
-    # SIGTERM, like Ctrl-C, ends the server through its clean-up.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        serve(config, open_browser, echo=lambda line: typer.echo(line, err=line.startswith(
-            "warning")))
+        with terminate_as_interrupt():  # SIGTERM, like Ctrl-C, ends it through its clean-up
+            serve(config, open_browser, echo=lambda line: typer.echo(
+                line, err=line.startswith("warning")))
     except OSError as e:
         fail(f"cannot listen on {host}:{port}: {e.strerror or e}", 2)
 

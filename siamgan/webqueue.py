@@ -10,6 +10,7 @@ removes.
 from __future__ import annotations
 
 import itertools
+import os
 import queue
 import re
 import shutil
@@ -23,10 +24,13 @@ from typing import BinaryIO
 
 from .convert import ConvertOptions, convert
 from .imagefiles import DEFAULT_MAX_PIXELS, WRITE_FORMATS
+from .paths import short_name
 from .stylize import PRECISIONS, Stylizer, TileConfig
 from .weights_io import WeightsError, list_styles
 
 CHUNK = 1 << 20
+NAME_BYTES = 200
+"""Longest upload name kept, in bytes: room for the helper files beside an output."""
 
 
 class UploadError(ValueError):
@@ -138,10 +142,13 @@ class WebJob:
 
 
 def safe_name(name: str) -> str:
-    """The last part of an uploaded file's name, without control characters or leading dots."""
+    """The last part of an uploaded file's name, without control characters or leading dots,
+    at most :data:`NAME_BYTES` long (a long stem is shortened, its suffix kept)."""
     name = re.split(r"[/\\]", name)[-1]
-    name = "".join(c for c in name if c.isprintable()).strip().lstrip(".").strip()
-    return name[-120:] or "photo"
+    name = "".join(c for c in name if c.isprintable()).strip().lstrip(".").strip() or "photo"
+    suffix = Path(name).suffix if len(os.fsencode(Path(name).suffix)) <= 16 else ""
+    stem = name[: len(name) - len(suffix)] if suffix else name
+    return short_name(stem, NAME_BYTES - len(os.fsencode(suffix))) + suffix
 
 
 class JobQueue:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import http.client
 import io
 import json
-import signal
 import threading
 import time
 from dataclasses import asdict
@@ -215,6 +214,9 @@ def test_safe_names():
     assert safe_name("C:\\Users\\me\\IMG 1.jpg") == "IMG 1.jpg"
     assert safe_name("..") == "photo" and safe_name(".bashrc") == "bashrc"
     assert safe_name("a\x00b\n.png") == "ab.png"
+    long = safe_name("é" * 300 + ".jpeg")
+    assert long.endswith(".jpeg") and len(long.encode()) <= 200
+    assert safe_name("x" * 300) != safe_name("x" * 301)  # shortened, still distinct
 
 
 def test_host_warning_and_url(monkeypatch, tiny):
@@ -228,13 +230,8 @@ def test_host_warning_and_url(monkeypatch, tiny):
     monkeypatch.setattr(ThreadingHTTPServer, "serve_forever", stop)
     opened: list[str] = []
     monkeypatch.setattr(S.webbrowser, "open", opened.append)
-    old = signal.getsignal(signal.SIGTERM)
-    try:
-        r = CliRunner().invoke(app, ["serve", "--host", "0.0.0.0", "--port", "0",
-                                     "--device", "cpu"])
-        quiet = CliRunner().invoke(app, ["serve", "--port", "0", "--device", "cpu", "--open"])
-    finally:
-        signal.signal(signal.SIGTERM, old)
+    r = CliRunner().invoke(app, ["serve", "--host", "0.0.0.0", "--port", "0", "--device", "cpu"])
+    quiet = CliRunner().invoke(app, ["serve", "--port", "0", "--device", "cpu", "--open"])
     assert r.exit_code == 0, r.output
     assert "warning: listening on 0.0.0.0" in r.output
     assert "serving the page at http://127.0.0.1:" in r.output
