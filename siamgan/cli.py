@@ -441,6 +441,49 @@ def eval_cmd(
         write_json(json_out, result)
 
 
+@app.command(name="serve")
+def serve_cmd(
+    host: str = typer.Option("127.0.0.1", "--host",
+                             help="Address to listen on. Anything but localhost lets other "
+                                  "machines use the page (a warning is printed)."),
+    port: int = typer.Option(8765, "--port", min=0, max=65535, help="Port (0: any free one)."),
+    open_browser: bool = typer.Option(False, "--open", help="Open the page in the browser."),
+    max_upload_mb: float = typer.Option(100.0, "--max-upload-mb", min=0.001,
+                                        help="Refuse larger uploads, with a message."),
+    max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, "--max-pixels", min=1,
+                                   help="Refuse larger images before decoding "
+                                        "(decompression-bomb guard)."),
+    quality: int = typer.Option(95, "--quality", min=1, max=100,
+                                help="JPEG/WebP quality of the results."),
+    batch_size: int = typer.Option(None, "--batch-size", min=1,
+                                   help="Tiles per forward pass (default 16 on the CPU, 256 "
+                                        "on a GPU)."),
+    device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
+    precision: str = typer.Option("float32", "--precision", help="As in stylize."),
+) -> None:
+    """Serve a local web page: drop photos, pick a style and brush size, download paintings.
+
+    Photos are converted one at a time exactly as `stylize` converts them (same safe
+    decoder, names, formats and metadata), in a temporary folder deleted when Ctrl-C or
+    SIGTERM stops the server (exit 0).
+    """
+    from .runs import terminate_as_interrupt
+    from .serve import serve
+    from .webqueue import ServeConfig
+
+    try:
+        config = ServeConfig(host, port, device, precision, batch_size, max_upload_mb,
+                             max_pixels, quality)
+    except ValueError as e:
+        fail(str(e), 2)
+    try:
+        with terminate_as_interrupt():  # SIGTERM, like Ctrl-C, ends it through its clean-up
+            serve(config, open_browser, echo=lambda line: typer.echo(
+                line, err=line.startswith("warning")))
+    except OSError as e:
+        fail(f"cannot listen on {host}:{port}: {e.strerror or e}", 2)
+
+
 @app.command()
 def styles() -> None:
     """List the styles siamgan can find (shipped and user-trained).

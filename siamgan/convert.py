@@ -70,6 +70,9 @@ class ConvertOptions:
     progress: bool = False  # a tqdm bar over files
     log: Callable[[str], None] | None = None  # receives "failed: …"/"warning: …" lines
     shard: tuple[int, int] | None = None  # (K, N): convert only shard K of N (see shard())
+    # (rows stylized, height) of the file being stylized, band by band; only for a file
+    # stylized on its own (small files that share forward passes report nothing).
+    on_rows: Callable[[int, int], None] | None = None
 
     def __post_init__(self) -> None:
         if self.output_format is not None and self.output_format not in WRITE_FORMATS:
@@ -569,6 +572,8 @@ def _run(stylizer: Stylizer, todo: list[Job], opts: ConvertOptions,
 
     def band_progress(i: int, height: int) -> Callable[[int], None]:
         def on_band(rows: int) -> None:
+            if opts.on_rows is not None:
+                opts.on_rows(rows, height)
             share = min(rows / height, 0.99)
             if share > credited.get(i, 0.0):
                 credited[i] = share
