@@ -56,7 +56,10 @@ FULL_INSTALL = "pip install 'siamgan[train]'"
 
 def has_torch() -> bool:
     """Whether torch is installed (the full install), without importing it."""
-    return importlib.util.find_spec("torch") is not None
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):  # an import hook that refuses it
+        return False
 
 
 def resolve_device(device: str = "auto") -> torch.device:
