@@ -126,8 +126,12 @@ def read_config(path: str | Path) -> dict:
             if path.suffix.lower() == ".onnx":
                 raise WeightsError(f"{path}: no config (expected {cfg_file.name} beside it)")
             _check_file(path)
-            from safetensors import safe_open
-
+            try:
+                from safetensors import safe_open
+            except ImportError:
+                raise WeightsError(f"{path}: no config beside it ({cfg_file.name}), and "
+                                   "reading the one inside needs the full install: "
+                                   "pip install 'siamgan[train]'") from None
             with safe_open(str(path), framework="pt") as f:
                 meta = f.metadata() or {}
             if "config" not in meta:

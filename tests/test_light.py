@@ -150,3 +150,19 @@ def test_export_command_writes_a_model_the_light_runtime_reads(tmp_path):
     assert Image.open(tmp_path / "out.png").size == (90, 70)
     shipped = runner.invoke(app, ["export", "vangogh"])
     assert shipped.exit_code == 2 and "shipped style" in shipped.output
+
+
+def test_a_user_style_without_onnx_or_json_is_one_line_in_the_light_install(tmp_path, home):
+    import shutil
+
+    styles = home / "styles"
+    styles.mkdir(parents=True, exist_ok=True)
+    shutil.copy(find_style("vangogh"), styles / "mine.safetensors")  # no .json, no .onnx
+    listed = light("styles")
+    assert listed.returncode == 0 and "vangogh" in listed.stdout
+    assert "mine.safetensors: no config beside it" in listed.stderr
+    Image.fromarray(photo(40, 40)).save(tmp_path / "in.png")
+    shutil.copy(find_style("vangogh").with_suffix(".json"), styles / "mine.json")
+    done = light("stylize", str(tmp_path / "in.png"), "-o", str(tmp_path / "o.png"), "-s", "mine")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "no ONNX model beside it" in done.stderr
