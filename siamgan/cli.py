@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 from tqdm import tqdm
 
-from .cli_common import DEVICE_HELP, fail, run_training
+from .cli_common import DEVICE_HELP, fail, require_full, run_training
 from .convert import (
     ConvertError,
     ConvertOptions,
@@ -21,12 +21,13 @@ from .convert import (
 )
 from .dcgan.cli import dcgan_app
 from .imagefiles import DEFAULT_MAX_PIXELS
-from .models import DiscriminatorConfig, GeneratorConfig
 from .paths import PathError, check_outside, overlap
 from .runs import exit_status
-from .stylize import Stylizer, TileConfig, load_style, resolve_device
-from .train import TrainConfig, train
+from .stylize import RUNTIMES, TileConfig, load_stylizer, on_host
 from .weights_io import GENERATOR_LIMITS, WeightsError, scan_styles
+
+# Everything here imports without torch (the light install stylizes with onnxruntime);
+# the commands that train or evaluate import it themselves, after `require_full`.
 
 app = typer.Typer(help="Turn photos into paintings at any resolution.",
                   no_args_is_help=True, add_completion=False,
@@ -100,6 +101,12 @@ def stylize(
     shard: str = typer.Option(None, "--shard", metavar="K/N",
                               help="Convert only shard K of N (a fixed 1/N of the files), so "
                                    "N workers or a job array share one library."),
+    runtime: str = typer.Option("auto", "--runtime",
+                                help="What runs the style: onnx (onnxruntime, the CPU, "
+                                     "float32; the light install), torch (the full install; "
+                                     "any device and precision) or auto (onnx when the "
+                                     "style has an .onnx model and the run is float32 on "
+                                     "the CPU, else torch)."),
 ) -> None:
     """Stylize photos with a trained style, at their full resolution.
 
@@ -114,12 +121,12 @@ def stylize(
     """
     if (style is None) == (weights is None):
         fail("give exactly one of --style NAME or --weights FILE", 2)
+    if runtime not in RUNTIMES:
+        fail(f"--runtime must be one of {', '.join(RUNTIMES)}", 2)
     try:
-        if batch_size is None:
-            batch_size = 16 if resolve_device(device).type == "cpu" else 256
         options = ConvertOptions(out_format, quality, overwrite, max_pixels,
-                                 TileConfig(tile, overlap, scale, batch_size, blend, seamless,
-                                            palette, strokes, detail),
+                                 TileConfig(tile, overlap, scale, batch_size or 16, blend,
+                                            seamless, palette, strokes, detail),
                                  progress=output != "-",
                                  log=lambda line: tqdm.write(line, file=sys.stderr),
                                  shard=None if shard is None else parse_shard(shard))
@@ -127,7 +134,10 @@ def stylize(
             expand_inputs(inputs)  # usage errors before the style is loaded
         if report_file is not None:
             check_report(report_file, inputs)
-        stylizer = Stylizer.from_style(str(weights or style), device, precision)
+        stylizer = load_stylizer(str(weights or style), runtime, device, precision)
+        if batch_size is None:
+            batch_size = 16 if on_host(stylizer) else 256
+        options.tiling.batch_size = batch_size
         report = convert(stylizer, inputs, output, options)
     except (WeightsError, ConvertError, ValueError) as e:
         fail(str(e), 2)
@@ -226,6 +236,11 @@ def train_cmd(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config and exit."),
 ) -> None:
     """Learn a style from two folders of unpaired images (photos → paintings)."""
+    require_full("siamgan train")
+    from .models import DiscriminatorConfig, GeneratorConfig
+    from .stylize import load_style
+    from .train import TrainConfig, train
+
     overrides = {k: v for k, v in dict(margin=margin, cosine_weight=cosine_weight, lr_g=lr_g,
                                        lr_d=lr_d, identity_weight=identity,
                                        mse_weight=mse, critic_weight=critic,
@@ -321,6 +336,8 @@ def polish(
     across the tile grid while an L1 anchor to the style itself keeps its strokes and
     colours (docs/training.md).
     """
+    require_full("siamgan polish")
+
     from .polish import PolishConfig
     from .polish import polish as run_polish
 
@@ -355,6 +372,8 @@ def palette_cmd(
     Writes the style's weights unchanged with the paintings' CIE-Lab mean and std and a
     default strength in its config; `stylize --palette` overrides the strength.
     """
+    require_full("siamgan palette")
+
     from .palette import record_palette
 
     try:
@@ -402,8 +421,11 @@ def eval_cmd(
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
 ) -> None:
     """Score a style: style distance (SWD), content kept (SSIM) and tile seams."""
+    require_full("siamgan eval")
+
     from .evaluate import EvalConfig, evaluate, evaluate_large, format_large, format_table
     from .runs import write_json
+    from .stylize import Stylizer
 
     if (style is None) == (weights is None):
         fail("give exactly one of --style NAME or --weights FILE", 2)
@@ -482,6 +504,40 @@ def serve_cmd(
                 line, err=line.startswith("warning")))
     except OSError as e:
         fail(f"cannot listen on {host}:{port}: {e.strerror or e}", 2)
+
+
+@app.command(name="export")
+def export_cmd(
+    style: str = typer.Argument(..., help="Style name or weights (.safetensors) file."),
+    output: Path = typer.Option(None, "-o", "--output",
+                                help="Where to write OUTPUT.onnx and OUTPUT.json (default: "
+                                     "beside a user style's weights, where `stylize "
+                                     "--style NAME` finds it)."),
+) -> None:
+    """Write a style as an ONNX model plus its JSON config, for the light install.
+
+    The model maps tiles (batch × 3 × height × width, float32 in [-1, 1]) to paintings;
+    the batch and both sizes are dynamic. `stylize --runtime onnx` runs it with
+    onnxruntime, without torch. Shipped styles come with theirs.
+    """
+    require_full("siamgan export")
+    from .onnx_style import export_onnx
+    from .weights_io import find_style, shipped_weights_dir
+
+    try:
+        source = find_style(style)
+        if output is None:
+            if source.parent.resolve() == shipped_weights_dir().resolve():
+                fail(f"{style!r} is a shipped style and has its ONNX model already "
+                     f"({source.with_suffix('.onnx')}); give -o to write a copy", 2)
+            output = source.with_suffix(".onnx")
+        check_outside(output.with_suffix(".onnx"), [source], "-o")
+        model, config = export_onnx(source, output)
+    except (WeightsError, PathError, ValueError) as e:
+        fail(str(e), 2)
+    except OSError as e:
+        fail(f"cannot write {output}: {e.strerror or e}", 1)
+    typer.echo(f"wrote {model} and {config}")
 
 
 @app.command()

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import typer
 
-from .data import DataError
-from .distributed import is_main
+from .images import DataError
 from .runs import TrainingDiverged, exit_status
+from .stylize import FULL_INSTALL, has_torch
 from .weights_io import ExportError
 
 DEVICE_HELP = "auto (CUDA if present, else CPU), cpu, cuda or cuda:N."
@@ -21,9 +21,17 @@ def fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
+def require_full(command: str) -> None:
+    """Stop with one line saying what to install when torch (the full install) is absent."""
+    if not has_torch():
+        fail(f"`{command}` needs the full install (torch); install it with: {FULL_INSTALL}")
+
+
 def run_training(train: Callable[[], Path], run_dir: Path, done: str) -> None:
     """Run a trainer with the CLI's exit codes: 2 bad data, name or folders; 1 diverged
     or export failed; 130 Ctrl-C, 143 SIGTERM (both after a checkpoint)."""
+    from .distributed import is_main
+
     try:
         path = train()
     except (DataError, FileNotFoundError, ValueError) as e:

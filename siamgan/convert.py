@@ -25,7 +25,6 @@ from pathlib import Path, PurePath
 from typing import BinaryIO
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from . import claims, runs
@@ -364,8 +363,16 @@ def check_report(path: Path, inputs: Sequence[str | Path]) -> None:
         raise ConvertError(str(e)) from e
 
 
+def _free_gpu_cache() -> None:
+    """Return cached GPU memory, if torch is in use at all (the light runtime has none)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+
+
 def is_out_of_memory(e: BaseException) -> bool:
-    oom = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+    torch = sys.modules.get("torch")  # never imported just to name its error
+    oom = getattr(torch, "OutOfMemoryError", MemoryError) if torch else MemoryError
     return isinstance(e, (oom, MemoryError)) or (
         isinstance(e, RuntimeError) and "out of memory" in str(e).lower())
 
@@ -386,8 +393,7 @@ def stylize_retrying(stylizer: Stylizer, rgb: np.ndarray, tiling: TileConfig | N
         except Exception as e:
             if not is_out_of_memory(e):
                 raise ImageFileError(f"stylizing failed: {type(e).__name__}: {e}") from e
-            if torch.cuda.is_available() and torch.cuda.is_initialized():
-                torch.cuda.empty_cache()
+            _free_gpu_cache()
             if cfg.batch_size == 1:
                 raise ImageFileError("out of memory even with one tile per batch; try a "
                                      "smaller --tile, --scale below 1 or --device cpu") from e
@@ -491,8 +497,7 @@ def stylize_group(stylizer: Stylizer, images: list[np.ndarray], tiling: TileConf
         try:
             return [(out, []) for out in stylizer.stylize_arrays(images, tiling)]
         except Exception:
-            if torch.cuda.is_available() and torch.cuda.is_initialized():
-                torch.cuda.empty_cache()
+            _free_gpu_cache()
     results: list[tuple[np.ndarray | ImageFileError, list[str]]] = []
     for rgb in images:
         try:

@@ -23,17 +23,13 @@ from tqdm import tqdm
 
 from .images import (
     IMAGE_SUFFIXES,
+    DataError,
     list_images,
     load_rgb,
     resize_short_side,
     split_holdout,
     to_model_range,
 )
-
-
-class DataError(ValueError):
-    """A training folder cannot be used (missing, empty, unreadable)."""
-
 
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".zip")
 

@@ -7,16 +7,38 @@ networks use, so no module does its own scaling.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps
+
+if TYPE_CHECKING:  # torch is imported only by the functions that take tensors
+    import torch
+
+class DataError(ValueError):
+    """A training folder cannot be used (missing, empty, unreadable)."""
+
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
 
+def model_range_array(pixels: np.ndarray) -> np.ndarray:
+    """uint8 pixels (H×W×C or N×H×W×C) → float32 array (…×C×H×W) in [-1, 1]: the NumPy
+    twin of :func:`to_model_range`, same operations in the same order."""
+    return np.moveaxis(pixels, -1, -3).astype(np.float32) / np.float32(127.5) - np.float32(1)
+
+
+def pixels_from_array(values: np.ndarray) -> np.ndarray:
+    """Float array (…×C×H×W) in [-1, 1] → uint8 (…×H×W×C), rounded and clipped: the NumPy
+    twin of :func:`to_pixels` (NumPy and torch both round half to even)."""
+    t = np.clip(np.round((values.astype(np.float32) + np.float32(1)) * np.float32(127.5)), 0, 255)
+    return np.ascontiguousarray(np.moveaxis(t.astype(np.uint8), -3, -1))
+
+
 def to_model_range(pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
     """uint8 pixels (H×W×C or N×H×W×C) → float32 tensor (…×C×H×W) in [-1, 1]."""
+    import torch
+
     if isinstance(pixels, np.ndarray) and not pixels.flags.writeable:
         pixels = pixels.copy()  # torch refuses to wrap read-only memory safely
     t = torch.as_tensor(pixels)
@@ -26,6 +48,8 @@ def to_model_range(pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 def quantize(tensor: torch.Tensor) -> torch.Tensor:
     """Float tensor (…×C×H×W) in [-1, 1] → uint8 tensor (…×H×W×C) on the same device."""
+    import torch
+
     t = tensor.detach().to(torch.float32).add(1.0).mul_(127.5).round_().clamp_(0, 255)
     return t.to(torch.uint8).movedim(-3, -1)
 

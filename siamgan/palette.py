@@ -16,26 +16,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from .images import list_images, load_rgb
 from .paths import check_outside
 from .weights_io import find_style, load_weights, save_weights
 
 # sRGB (D65) ↔ CIE XYZ, and the D65 white point: the constants skimage.color uses.
-_XYZ_FROM_RGB = torch.tensor([[0.412453, 0.357580, 0.180423],
-                              [0.212671, 0.715160, 0.072169],
-                              [0.019334, 0.119193, 0.950227]])
-_RGB_FROM_XYZ = torch.linalg.inv(_XYZ_FROM_RGB.double()).float()
-_WHITE = torch.tensor([0.95047, 1.0, 1.08883])
+_XYZ_FROM_RGB = np.array([[0.412453, 0.357580, 0.180423],
+                          [0.212671, 0.715160, 0.072169],
+                          [0.019334, 0.119193, 0.950227]], np.float32)
+_RGB_FROM_XYZ = np.linalg.inv(_XYZ_FROM_RGB.astype(np.float64)).astype(np.float32)
+_WHITE = np.array([0.95047, 1.0, 1.08883], np.float32)
 # The sRGB transfer curve as look-up tables: exact for uint8 input; for output, 2^16
 # steps of linear light keep the result within rounding of the exact curve.
-_LEVELS = torch.arange(256, dtype=torch.float64) / 255
-_TO_LINEAR = torch.where(_LEVELS > 0.04045, ((_LEVELS + 0.055) / 1.055) ** 2.4,
-                         _LEVELS / 12.92).float()
-_LINEAR = torch.arange(65536, dtype=torch.float64) / 65535
-_TO_SRGB = (255 * torch.where(_LINEAR > 0.0031308, 1.055 * _LINEAR ** (1 / 2.4) - 0.055,
-                              12.92 * _LINEAR)).round().to(torch.uint8)
+_LEVELS = np.arange(256, dtype=np.float64) / 255
+_TO_LINEAR = np.where(_LEVELS > 0.04045, ((_LEVELS + 0.055) / 1.055) ** 2.4,
+                      _LEVELS / 12.92).astype(np.float32)
+_LINEAR = np.arange(65536, dtype=np.float64) / 65535
+_TO_SRGB = (255 * np.where(_LINEAR > 0.0031308, 1.055 * _LINEAR ** (1 / 2.4) - 0.055,
+                           12.92 * _LINEAR)).round().astype(np.uint8)
 
 
 @dataclass
@@ -60,7 +59,7 @@ class Palette:
         of at most ``per_image`` of them from each)."""
         n, total, squares = 0, np.zeros(3), np.zeros(3)
         for img in images:
-            lab = rgb_to_lab(_grid(img, per_image)).double().reshape(-1, 3).numpy()
+            lab = rgb_to_lab(_grid(img, per_image)).astype(np.float64).reshape(-1, 3)
             n, total, squares = n + len(lab), total + lab.sum(0), squares + (lab**2).sum(0)
         if n == 0:
             raise ValueError("no images given")
@@ -85,25 +84,26 @@ def check_strength(strength: float) -> float:
     return strength
 
 
-def rgb_to_lab(pixels: np.ndarray) -> torch.Tensor:
+def rgb_to_lab(pixels: np.ndarray) -> np.ndarray:
     """H×W×3 uint8 sRGB → H×W×3 float32 CIE-Lab (D65), as ``skimage.color.rgb2lab``."""
     if pixels.ndim != 3 or pixels.shape[2] != 3:
         raise ValueError(f"expected an H×W×3 RGB image, got shape {pixels.shape}")
-    linear = _TO_LINEAR[torch.from_numpy(pixels.astype(np.int64))]
-    t = (linear @ _XYZ_FROM_RGB.T) / _WHITE
-    f = torch.where(t > 0.008856, t.clamp_min(0.008856).pow(1 / 3), 7.787 * t + 16 / 116)
-    fx, fy, fz = f.unbind(-1)
-    return torch.stack([116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)], dim=-1)
+    t = (_TO_LINEAR[pixels] @ _XYZ_FROM_RGB.T) / _WHITE
+    f = np.where(t > 0.008856, np.cbrt(np.maximum(t, 0.008856)), 7.787 * t + 16 / 116)
+    fx, fy, fz = f[..., 0], f[..., 1], f[..., 2]
+    return np.stack([116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)], axis=-1
+                    ).astype(np.float32)
 
 
-def lab_to_rgb(lab: torch.Tensor) -> np.ndarray:
+def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
     """H×W×3 float32 CIE-Lab → H×W×3 uint8 sRGB; out-of-gamut colours are clipped."""
-    ell, a, b = lab.unbind(-1)
+    lab = np.asarray(lab, dtype=np.float32)
+    ell, a, b = lab[..., 0], lab[..., 1], lab[..., 2]
     fy = (ell + 16) / 116
-    f = torch.stack([fy + a / 500, fy, (fy - b / 200).clamp_min(0)], dim=-1)
-    t = torch.where(f > 0.2068966, f * f * f, (f - 16 / 116) / 7.787)
-    linear = ((t * _WHITE) @ _RGB_FROM_XYZ.T).clamp(0, 1)
-    return _TO_SRGB[(linear * 65535).round().long()].numpy()
+    f = np.stack([fy + a / 500, fy, np.maximum(fy - b / 200, 0)], axis=-1)
+    t = np.where(f > 0.2068966, f * f * f, (f - 16 / 116) / 7.787)
+    linear = np.clip((t * _WHITE) @ _RGB_FROM_XYZ.T, 0, 1)
+    return _TO_SRGB[np.round(linear * 65535).astype(np.int64)]
 
 
 def _grid(pixels: np.ndarray, max_samples: int) -> np.ndarray:
@@ -115,7 +115,7 @@ def _grid(pixels: np.ndarray, max_samples: int) -> np.ndarray:
 
 def lab_stats(pixels: np.ndarray, max_samples: int = 1 << 18) -> tuple[np.ndarray, np.ndarray]:
     """Lab mean and std of an image, from a regular grid of at most ``max_samples`` pixels."""
-    lab = rgb_to_lab(_grid(pixels, max_samples)).double().reshape(-1, 3).numpy()
+    lab = rgb_to_lab(_grid(pixels, max_samples)).astype(np.float64).reshape(-1, 3)
     return lab.mean(0), lab.std(0)
 
 
@@ -133,8 +133,8 @@ def match_palette(pixels: np.ndarray, palette: Palette, strength: float | None =
     gain = (np.asarray(palette.lab_std) / np.maximum(std, 1e-6)) ** s
     target = mean + s * (np.asarray(palette.lab_mean) - mean)
     # lab' = lab · gain + offset, one affine map per channel
-    gain_t = torch.tensor(gain, dtype=torch.float32)
-    offset = torch.tensor(target - mean * gain, dtype=torch.float32)
+    gain_t = gain.astype(np.float32)
+    offset = (target - mean * gain).astype(np.float32)
     out = pixels if in_place else np.empty_like(pixels)
     for top in range(0, pixels.shape[0], rows):  # bounded float memory on large images
         out[top : top + rows] = lab_to_rgb(rgb_to_lab(pixels[top : top + rows]) * gain_t + offset)

@@ -12,8 +12,9 @@ The generator paints every rung; the rungs are then composed as a Laplacian
 pyramid (:func:`compose`): the coarsest painting gives the composition-sized
 strokes and the colours, and each finer rung adds only its own band of detail
 (the rung minus its own blurred self), weighted by ``detail``. Pure functions on
-uint8 arrays; the result is built one band of rows at a time, so beyond the rungs
-themselves memory grows with the width, not the area.
+uint8 arrays, in NumPy (no torch: the light install stylizes with them); the result
+is built one band of rows at a time, so beyond the rungs themselves memory grows with
+the width, not the area.
 """
 
 from __future__ import annotations
@@ -22,8 +23,6 @@ import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image
 
 RESAMPLE = Image.Resampling.BICUBIC
@@ -54,29 +53,37 @@ def rung_size(height: int, width: int, scale: float) -> tuple[int, int]:
 
 
 def cubic_taps(out_len: int, src_len: int, start: int = 0, stop: int | None = None
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Source indices and weights (n×4 each) of bicubic resampling along one axis for
-    output positions ``start:stop`` of ``out_len``, as ``F.interpolate(mode="bicubic",
-    align_corners=False)`` computes them (Keys, a = −0.75, edges repeated)."""
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Source indices and float32 weights (n×4 each) of bicubic resampling along one axis
+    for output positions ``start:stop`` of ``out_len``, as torch's ``F.interpolate(
+    mode="bicubic", align_corners=False)`` computes them (Keys, a = −0.75, edges repeated)."""
     stop = out_len if stop is None else stop
-    pos = (torch.arange(start, stop, dtype=torch.float64) + 0.5) * (src_len / out_len) - 0.5
-    base = torch.floor(pos)
-    d = (torch.arange(-1, 3, dtype=torch.float64)[None, :] - (pos - base)[:, None]).abs()
+    pos = (np.arange(start, stop, dtype=np.float64) + 0.5) * (src_len / out_len) - 0.5
+    base = np.floor(pos)
+    d = np.abs(np.arange(-1, 3, dtype=np.float64)[None, :] - (pos - base)[:, None])
     a = -0.75
-    w = torch.where(d <= 1, (a + 2) * d**3 - (a + 3) * d**2 + 1,
-                    torch.where(d < 2, a * d**3 - 5 * a * d**2 + 8 * a * d - 4 * a, 0.0))
-    idx = (base[:, None].long() + torch.arange(-1, 3)[None, :]).clamp_(0, src_len - 1)
-    return idx, w.float()
+    w = np.where(d <= 1, (a + 2) * d**3 - (a + 3) * d**2 + 1,
+                 np.where(d < 2, a * d**3 - 5 * a * d**2 + 8 * a * d - 4 * a, 0.0))
+    idx = np.clip(base[:, None].astype(np.int64) + np.arange(-1, 3)[None, :], 0, src_len - 1)
+    return idx, w.astype(np.float32)
 
 
-def upsample_rows(src: torch.Tensor, out_h: int, out_w: int, rows: tuple[int, int]
-                  ) -> torch.Tensor:
-    """Rows ``rows`` of ``src`` (3×H×W float) resized bicubically to ``out_h × out_w``:
-    computed for those rows alone, equal to the same rows of the whole resized image."""
+def upsample_rows(src: np.ndarray, out_h: int, out_w: int, rows: tuple[int, int]
+                  ) -> np.ndarray:
+    """Rows ``rows`` of ``src`` (3×H×W float32) resized bicubically to ``out_h × out_w``:
+    computed for those rows alone, equal to the same rows of the whole resized image
+    (and, within float rounding, to torch's bicubic ``F.interpolate``)."""
     iy, wy = cubic_taps(out_h, src.shape[1], *rows)
-    band = (src[:, iy] * wy[None, :, :, None]).sum(dim=2)  # 3×n×W_src
-    return F.interpolate(band[None], size=(band.shape[1], out_w), mode="bicubic",
-                         align_corners=False)[0]
+    band = np.einsum("cnkw,nk->cnw", src[:, iy], wy)  # 3×n×W_src
+    ix, wx = cubic_taps(out_w, src.shape[2])
+    return np.einsum("cnwk,wk->cnw", band[:, :, ix], wx)
+
+
+def resize_bicubic(src: np.ndarray, out_h: int, out_w: int, band_rows: int = 256
+                   ) -> np.ndarray:
+    """The whole of ``src`` (3×H×W float32) resized bicubically, a band of rows at a time."""
+    return np.concatenate([upsample_rows(src, out_h, out_w, (r, min(out_h, r + band_rows)))
+                           for r in range(0, out_h, band_rows)], axis=1)
 
 
 def detail_weights(count: int, detail: float) -> list[float]:
@@ -117,30 +124,26 @@ def compose(rungs: list[np.ndarray], weights: Sequence[float],
     for k in range(1, len(rungs)):
         if weights[k]:  # base −= w·down(rung k), one channel at a time (no float copy)
             for c in range(3):
-                base[c].sub_(torch.from_numpy(np.ascontiguousarray(lows[k][..., c])),
-                             alpha=weights[k])
+                base[c] -= np.float32(weights[k]) * lows[k][..., c]
             lows[k] = None
         if k < len(rungs) - 1:
             h, w = rungs[k].shape[:2]
-            base = F.interpolate(base[None], size=(h, w), mode="bicubic",
-                                 align_corners=False)[0]
+            base = resize_bicubic(base, h, w)
             if weights[k]:
                 for c in range(3):
-                    base[c].add_(torch.from_numpy(np.ascontiguousarray(rungs[k][..., c])),
-                                 alpha=weights[k])
+                    base[c] += np.float32(weights[k]) * rungs[k][..., c]
     h, w = top.shape[:2]
     for r0 in range(0, h, band_rows):
         rows = (r0, min(h, r0 + band_rows))
         band = upsample_rows(base, h, w, rows)
         if weights[-1]:
-            band += weights[-1] * _float(top[rows[0]:rows[1]])
-        top[rows[0]:rows[1]] = band.round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0)
+            band += np.float32(weights[-1]) * _float(top[rows[0]:rows[1]])
+        top[rows[0]:rows[1]] = np.clip(np.round(band), 0, 255).astype(np.uint8).transpose(1, 2, 0)
         if on_rows is not None:
             on_rows(rows[1])
     return top
 
 
-def _float(pixels: np.ndarray) -> torch.Tensor:
-    if not pixels.flags.writeable:  # torch will not wrap read-only memory
-        pixels = pixels.copy()
-    return torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).float()
+def _float(pixels: np.ndarray) -> np.ndarray:
+    """H×W×3 uint8 → 3×H×W float32."""
+    return pixels.transpose(2, 0, 1).astype(np.float32)

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw
 
 from . import __version__
@@ -250,6 +249,8 @@ def save_image(path: str | Path, pixels: np.ndarray) -> None:
 
 def save_checkpoint(run_dir: str | Path, state: dict) -> None:
     """Save a training state made of tensors and plain Python types only."""
+    import torch
+
     state = {**state, "version": __version__}
     atomic_save(Path(run_dir) / CHECKPOINT, lambda f: torch.save(state, f))
 
@@ -263,11 +264,15 @@ def load_checkpoint(run_dir: str | Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no checkpoint to resume from")
     remove_stale_temps(run_dir)
+    import torch
+
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def rng_state() -> dict:
     """Torch CPU (and CUDA, if used) RNG states, as tensors."""
+    import torch
+
     state = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -275,6 +280,8 @@ def rng_state() -> dict:
 
 
 def set_rng_state(state: dict) -> None:
+    import torch
+
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

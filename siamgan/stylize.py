@@ -1,21 +1,35 @@
-"""The Stylizer: a trained generator applied to images of any size, tile by tile."""
+"""Stylizers: a trained generator applied to images of any size, tile by tile.
+
+:class:`Painter` holds everything but the generator: the stroke-scale rungs, the tiling
+(:func:`siamgan.tiling.tiled_apply`, the one tiler), the composition and the palette,
+all in NumPy. Its subclasses differ only in how they run a batch of tiles:
+:class:`Stylizer` with the torch generator (the full install), and
+:class:`siamgan.onnx_style.OnnxStylizer` with onnxruntime (the light install, no
+torch). :func:`load_stylizer` picks one. torch is imported only when a torch
+stylizer is made.
+"""
 
 from __future__ import annotations
 
 import copy
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from PIL import Image
 
 from . import pyramid
 from .images import resize
-from .models import GeneratorConfig, PatchGenerator
 from .palette import Palette, check_strength, match_palette
-from .tiling import BLENDS, tile_starts, tiled_apply
-from .weights_io import WeightsError, check_state, check_style_config, find_style, load_weights
+from .tiling import BLENDS, NumpyTiles, tile_starts, tiled_apply
+from .weights_io import WeightsError, check_style_config, find_style
+
+if TYPE_CHECKING:
+    import torch
+
+    from .models import PatchGenerator
 
 STROKES = ("picture", "pixel")
 """How ``--scale`` is read: relative to the picture (the style's stroke scale) or to
@@ -32,9 +46,26 @@ hide their seams, which the output magnifies, for 1.56× their tiles' work, not 
 PRECISIONS = ("float32", "bfloat16")
 """How the generator computes; ``bfloat16``: see :func:`bfloat16_convolutions`."""
 
+RUNTIMES = ("auto", "onnx", "torch")
+"""What runs the generator: onnxruntime (a style's ``.onnx``), torch (its
+``.safetensors``), or ``auto`` (see :func:`load_stylizer`)."""
+
+FULL_INSTALL = "pip install 'siamgan[train]'"
+"""What to install for everything beyond stylizing with ONNX models."""
+
+
+def has_torch() -> bool:
+    """Whether torch is installed (the full install), without importing it."""
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):  # an import hook that refuses it
+        return False
+
 
 def resolve_device(device: str = "auto") -> torch.device:
     """``auto`` picks CUDA when present, else the CPU."""
+    import torch
+
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
@@ -94,6 +125,8 @@ class TileConfig:
 
 
 def _to_bfloat16(module: torch.nn.Module, args: tuple) -> tuple:
+    import torch
+
     return (args[0].to(torch.bfloat16), *args[1:])
 
 
@@ -114,6 +147,8 @@ def bfloat16_convolutions(generator: torch.nn.Module) -> torch.nn.Module:
     float32 (mean 0.16), where bf16 autocast over everything was up to 72
     levels off (mean 0.56) at the same speed (``docs/performance.md``).
     """
+    import torch
+
     gen = copy.deepcopy(generator)
     convs = [m for m in gen.modules() if isinstance(m, torch.nn.Conv2d)]
     strided = [i for i, conv in enumerate(convs) if max(conv.stride) > 1]
@@ -139,7 +174,13 @@ def check_strokes(strokes: dict) -> dict:
 
 def load_style(name_or_path: str | Path) -> tuple[PatchGenerator, dict, Path]:
     """A style's generator (weights loaded, CPU), its JSON config and its weights file."""
+    from .models import GeneratorConfig, PatchGenerator
+    from .weights_io import check_state, load_weights
+
     path = find_style(str(name_or_path))
+    if path.suffix.lower() == ".onnx":
+        raise WeightsError(f"{path}: an ONNX model runs with --runtime onnx only; torch "
+                           "needs the style's .safetensors")
     tensors, config = load_weights(path)
     if config.get("kind", "style") != "style":
         raise WeightsError(f"{path}: holds a {config.get('kind')!r} model, not a style")
@@ -150,61 +191,38 @@ def load_style(name_or_path: str | Path) -> tuple[PatchGenerator, dict, Path]:
     return gen, config, path
 
 
-class Stylizer:
-    """Stylize images with one generator.
+class Painter:
+    """Stylize images with one generator, however it is run (:meth:`run_tiles`).
 
-    ``precision`` ``"bfloat16"`` computes most convolutions in bf16
-    (:func:`bfloat16_convolutions`): about 1.5× faster than float32 on CPUs
-    with AVX-512 BF16 or AMX, within a few uint8 levels of the float32 output
-    (``docs/performance.md`` has it measured). ``channels_last`` (on by default) stores
-    activations NHWC, the layout oneDNN's convolutions run fastest in; it
-    changes no result beyond float rounding. ``compile`` wraps the generator in
-    ``torch.compile`` (fused elementwise ops, ~10–30 % faster once warm) at the
-    price of a compilation on first use (about a minute cold, seconds from
-    the on-disk cache), so it pays off only for long batches.
-
-    >>> s = Stylizer.from_style("vangogh")          # doctest: +SKIP
-    >>> painting = s.stylize(Image.open("photo.jpg"))  # doctest: +SKIP
+    ``config`` is the style's JSON config: its stroke scale and palette are used.
+    Subclasses define :meth:`run_tiles`; everything else (rungs, tiling, composition,
+    palette) is shared, so every runtime paints with the same arithmetic.
     """
 
-    def __init__(self, generator: torch.nn.Module, tile_size: int,
-                 device: str | torch.device = "cpu", config: dict | None = None,
-                 precision: str = "float32", channels_last: bool = True,
-                 compile: bool = False) -> None:
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, "
-                             f"got {precision!r}")
-        self.device = resolve_device(str(device))
-        self.precision = precision
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.generator = generator.to(self.device, memory_format=self.memory_format).eval()
+    device: Any = None
+    """Where the tiler works: None, the host (NumPy); a torch GPU: there (:class:`Stylizer`)."""
+
+    def __init__(self, tile_size: int, config: dict | None = None) -> None:
         self.tile_size = tile_size
         self.config = config or {}
         self.strokes = {**DEFAULT_STROKES, **self.config.get("strokes", {})}
         found = self.config.get("palette")
         self.palette = Palette.from_dict(found) if found else None
-        model = bfloat16_convolutions(self.generator) if precision == "bfloat16" else self.generator
-        # dynamic: the last batch of a band is smaller; one graph serves every batch size.
-        self._forward = torch.compile(model, dynamic=True) if compile else model
 
-    @classmethod
-    def from_style(cls, name_or_path: str | Path, device: str = "auto",
-                   precision: str = "float32", compile: bool = False) -> Stylizer:
-        """Load a style by name (shipped or user) or from a ``.safetensors`` path."""
-        gen, config, _ = load_style(name_or_path)
-        return cls(gen, int(config["tile_size"]), device, config, precision=precision,
-                   compile=compile)
+    def run_tiles(self, tiles: np.ndarray) -> np.ndarray:
+        """N×3×S×S float32 in [-1, 1] → the generator's output, same shape and type."""
+        raise NotImplementedError
 
-    @torch.inference_mode()
-    def _run_tiles(self, tiles: torch.Tensor) -> torch.Tensor:
-        x = tiles.to(self.device).contiguous(memory_format=self.memory_format)
-        return self._forward(x).float().to(tiles.device)
+    def _tile_fn(self) -> tuple[Any, Any]:
+        """(the tile function :func:`tiled_apply` runs, its device)."""
+        return NumpyTiles(self.run_tiles), None
 
     def stylize_array(self, pixels: np.ndarray, tiling: TileConfig | None = None,
                       on_band=None) -> np.ndarray:
         """H×W×3 uint8 → H×W×3 uint8, stylized tile by tile (then the palette match)."""
         t = tiling or TileConfig()
-        return self._recolour(self._tiled(pixels, t, self._run_tiles, on_band), t)
+        fn, device = self._tile_fn()
+        return self._recolour(self._tiled(pixels, t, fn, on_band, device), t)
 
     def palette_strength(self, tiling: TileConfig | None = None) -> float:
         """The palette match's strength that ``tiling`` means for this style (0: none)."""
@@ -230,19 +248,22 @@ class Stylizer:
         :meth:`stylize_array` image by image.
         """
         t = tiling or TileConfig()
-        collected: list[torch.Tensor] = []
+        collected: list[np.ndarray] = []
 
-        def collect(tiles: torch.Tensor) -> torch.Tensor:
+        def collect(tiles: np.ndarray) -> np.ndarray:
             collected.append(tiles)
             return tiles
 
         for pixels in images:
-            self._tiled(pixels, t, collect)
+            self._tiled(pixels, t, NumpyTiles(collect))
         if not collected:
             return []
-        outs = torch.cat([self._run_tiles(b) for b in torch.cat(collected).split(t.batch_size)])
-        queue = iter(outs.split([c.shape[0] for c in collected]))
-        return [self._recolour(self._tiled(pixels, t, lambda _: next(queue)), t)
+        every = np.concatenate(collected)
+        outs = np.concatenate([self.run_tiles(every[i : i + t.batch_size])
+                               for i in range(0, len(every), t.batch_size)])
+        ends = np.cumsum([len(c) for c in collected])
+        queue = iter(np.split(outs, ends[:-1]))
+        return [self._recolour(self._tiled(pixels, t, NumpyTiles(lambda _: next(queue))), t)
                 for pixels in images]
 
     def tile_count(self, height: int, width: int, tiling: TileConfig | None = None) -> int:
@@ -292,14 +313,13 @@ class Stylizer:
             return tile, tile - pitch, "crop"
         return pitch, min(tiling.overlap, pitch - 4), tiling.blend
 
-    def _tiled(self, pixels: np.ndarray, t: TileConfig, run, on_band=None) -> np.ndarray:
+    def _tiled(self, pixels: np.ndarray, t: TileConfig, run, on_band=None,
+               device: Any = None) -> np.ndarray:
         """Paint every rung (:meth:`rungs`), then compose them at the input's size.
 
         ``on_band(done)`` reports progress as rows of the input: each rung's bands
         advance it in proportion to that rung's share of the tiles."""
         h, w = pixels.shape[:2]
-        # On a GPU the tiler works there too: the host only sends and receives images.
-        device = None if self.device.type == "cpu" else self.device
         plan = self.rungs(h, w, t)
         areas = [rh * rw for (rh, rw), _ in plan]
         progress = _Progress(on_band, h, areas)
@@ -329,6 +349,115 @@ class Stylizer:
         if alpha is not None:
             out.putalpha(alpha)
         return out
+
+
+class Stylizer(Painter):
+    """Stylize images with one torch generator (the full install).
+
+    ``precision`` ``"bfloat16"`` computes most convolutions in bf16
+    (:func:`bfloat16_convolutions`): about 1.5× faster than float32 on CPUs
+    with AVX-512 BF16 or AMX, within a few uint8 levels of the float32 output
+    (``docs/performance.md`` has it measured). ``channels_last`` (on by default) stores
+    activations NHWC, the layout oneDNN's convolutions run fastest in; it
+    changes no result beyond float rounding. ``compile`` wraps the generator in
+    ``torch.compile`` (fused elementwise ops, ~10–30 % faster once warm) at the
+    price of a compilation on first use (about a minute cold, seconds from
+    the on-disk cache), so it pays off only for long batches. On the CPU the tiler
+    runs in NumPy and hands the generator NumPy batches (shared memory, no copy); on a
+    GPU the tiler runs there too, so the host only sends and receives images.
+
+    >>> s = Stylizer.from_style("vangogh")          # doctest: +SKIP
+    >>> painting = s.stylize(Image.open("photo.jpg"))  # doctest: +SKIP
+    """
+
+    def __init__(self, generator: torch.nn.Module, tile_size: int,
+                 device: str | torch.device = "cpu", config: dict | None = None,
+                 precision: str = "float32", channels_last: bool = True,
+                 compile: bool = False) -> None:
+        import torch
+
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, "
+                             f"got {precision!r}")
+        super().__init__(tile_size, config)
+        self.device = resolve_device(str(device))
+        self.precision = precision
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.generator = generator.to(self.device, memory_format=self.memory_format).eval()
+        model = bfloat16_convolutions(self.generator) if precision == "bfloat16" else self.generator
+        # dynamic: the last batch of a band is smaller; one graph serves every batch size.
+        self._forward = torch.compile(model, dynamic=True) if compile else model
+
+    @classmethod
+    def from_style(cls, name_or_path: str | Path, device: str = "auto",
+                   precision: str = "float32", compile: bool = False) -> Stylizer:
+        """Load a style by name (shipped or user) or from a ``.safetensors`` path."""
+        gen, config, _ = load_style(name_or_path)
+        return cls(gen, int(config["tile_size"]), device, config, precision=precision,
+                   compile=compile)
+
+    def _run_tiles(self, tiles: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        with torch.inference_mode():
+            x = tiles.to(self.device).contiguous(memory_format=self.memory_format)
+            return self._forward(x).float().to(tiles.device)
+
+    def run_tiles(self, tiles: np.ndarray) -> np.ndarray:
+        import torch
+
+        return self._run_tiles(torch.from_numpy(np.ascontiguousarray(tiles))).numpy()
+
+    def _tile_fn(self) -> tuple[Any, Any]:
+        if self.device.type == "cpu":
+            return super()._tile_fn()
+        return self._run_tiles, self.device
+
+
+def load_stylizer(name_or_path: str | Path, runtime: str = "auto", device: str = "auto",
+                  precision: str = "float32", compile: bool = False) -> Painter:
+    """A style's stylizer, run by ``runtime``.
+
+    ``onnx``: onnxruntime on the CPU, with the ``.onnx`` model beside the style
+    (``siamgan export`` writes one; shipped styles have theirs). ``torch``: the
+    ``.safetensors`` weights (needs the full install), on any device and precision.
+    ``auto``: onnx where it can give the same result (the style has an ``.onnx``, the
+    device is the CPU, float32, no ``compile``) or where torch is not installed;
+    torch otherwise.
+    """
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    path = find_style(str(name_or_path))
+    onnx_file = path.with_suffix(".onnx")
+    if runtime == "auto":
+        cpu = device == "cpu" or (device == "auto" and not _cuda_in_reach())
+        plain = cpu and precision == "float32" and not compile
+        usable = onnx_file.is_file() and importlib.util.find_spec("onnxruntime") is not None
+        runtime = "onnx" if (usable and plain) or not has_torch() else "torch"
+    if runtime == "onnx":
+        if precision != "float32" or compile or device not in ("auto", "cpu"):
+            raise ValueError("--runtime onnx runs float32 on the CPU: drop --precision, "
+                             "--compile and --device, or use --runtime torch")
+        from .onnx_style import OnnxStylizer
+
+        return OnnxStylizer.from_style(path)
+    if not has_torch():
+        raise WeightsError(f"--runtime torch needs the full install: {FULL_INSTALL}")
+    return Stylizer.from_style(path, device, precision, compile)
+
+
+def on_host(stylizer: Painter) -> bool:
+    """Whether ``stylizer`` runs on the CPU (its default batch is then small)."""
+    return stylizer.device is None or stylizer.device.type == "cpu"
+
+
+def _cuda_in_reach() -> bool:
+    """Whether a CUDA device may be used, without importing torch where it is absent."""
+    if not has_torch():
+        return False
+    import torch
+
+    return torch.cuda.is_available()
 
 
 class _Progress:

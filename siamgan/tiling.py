@@ -13,15 +13,38 @@ Two users:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from .images import quantize, to_model_range, to_pixels
+from .images import model_range_array, pixels_from_array, quantize, to_model_range
 
-TileFn = Callable[[torch.Tensor], torch.Tensor]
+if TYPE_CHECKING:  # the training half of this module needs torch; inference does not
+    import torch
+
+TileFn = Callable[["torch.Tensor"], "torch.Tensor"]
 """Maps a batch of tiles (N×3×S×S, float32 in [-1, 1]) to the same shape, on the same
 device (the CPU, or :func:`tiled_apply`'s ``device``)."""
+
+
+class TileRunner:
+    """One way to run a batch of tiles, on NumPy arrays: N×3×S×S float32 in [-1, 1] in,
+    the same shape out. :func:`tiled_apply` hands such a runner NumPy arrays (and a plain
+    function torch tensors); :class:`siamgan.stylize.TorchRunner` runs a torch generator,
+    :class:`siamgan.runtime.OnnxRunner` an ONNX model. Subclasses define ``__call__``."""
+
+    def __call__(self, tiles: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class NumpyTiles(TileRunner):
+    """A plain function on NumPy tile batches, as a :class:`TileRunner`."""
+
+    def __init__(self, fn: Callable[[np.ndarray], np.ndarray]) -> None:
+        self.fn = fn
+
+    def __call__(self, tiles: np.ndarray) -> np.ndarray:
+        return self.fn(tiles)
 
 
 def split_grid(x: torch.Tensor, tile: int) -> torch.Tensor:
@@ -97,14 +120,63 @@ def blend_window(tile: int, overlap: int, blend: str = "feather", first: bool = 
     return np.clip(ramp, 0.0, 1.0).astype(np.float32)
 
 
-def _batches(tiles: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
+class _NumpyArrays:
+    """The tiler's array operations on the host, in NumPy."""
+
+    def __init__(self) -> None:
+        self.zeros = lambda *shape: np.zeros(shape, np.float32)
+        self.index = lambda a: a
+        self.stack, self.cat = np.stack, np.concatenate
+        self.window = lambda w: w
+
+    def source(self, pixels: np.ndarray) -> np.ndarray:
+        return pixels
+
+    def model_range(self, band: np.ndarray) -> np.ndarray:
+        return model_range_array(band)
+
+    def emit(self, values: np.ndarray) -> np.ndarray:
+        return pixels_from_array(values)
+
+    def result(self, out: np.ndarray) -> np.ndarray:
+        return out
+
+
+class _TorchArrays:
+    """The same operations in torch, on ``device`` (for torch tile functions and GPUs)."""
+
+    def __init__(self, device: Any) -> None:
+        import torch
+
+        self.dev = dev = torch.device(device or "cpu")
+        self.host = device is None
+        self.zeros = lambda *shape: torch.zeros(shape, device=dev)
+        self.index = (lambda a: a) if self.host else (lambda a: torch.as_tensor(a, device=dev))
+        self.stack, self.cat = torch.stack, torch.cat
+        self.window = lambda w: torch.from_numpy(w).to(dev)
+        self._torch = torch
+
+    def source(self, pixels: np.ndarray) -> Any:
+        return pixels if self.host else self._torch.tensor(pixels, device=self.dev)
+
+    def model_range(self, band: Any) -> Any:
+        return to_model_range(band)  # looked up here, so tests can watch it
+
+    def emit(self, values: Any) -> Any:
+        return quantize(values.detach().cpu()).numpy() if self.host else quantize(values)
+
+    def result(self, out: Any) -> np.ndarray:
+        return out if self.host else out.cpu().numpy()
+
+
+def _batches(tiles: Any, batch_size: int) -> Iterator[Any]:
     for i in range(0, tiles.shape[0], batch_size):
         yield tiles[i : i + batch_size]
 
 
 def tiled_apply(
     pixels: np.ndarray,
-    fn: TileFn,
+    fn: TileRunner | TileFn,
     tile: int,
     overlap: int = 0,
     batch_size: int = 16,
@@ -120,45 +192,50 @@ def tiled_apply(
     Only one band of tile rows is ever held as float32.
     ``on_band(rows_done)`` is called after each band, for progress bars.
 
-    By default the tiling runs on the CPU in NumPy. With a ``device`` (a GPU), the
-    uint8 image is copied there once and the bands are gathered, blended and
-    rounded there, so the host only sends the image and receives the result; the
-    float32 memory is still one band. The arithmetic is the same either way.
+    ``fn`` is a :class:`TileRunner` (NumPy batches: the tiling runs in NumPy, with no
+    torch) or a plain function on torch tensors (the tiling runs in torch). With a
+    ``device`` (a GPU; torch functions only), the uint8 image is copied there once and
+    the bands are gathered, blended and rounded there, so the host only sends the
+    image and receives the result; the float32 memory is still one band. The
+    arithmetic is written once, below, and is the same operation by operation
+    whichever array library runs it.
     """
     if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype != np.uint8:
         raise ValueError("tiled_apply expects an H×W×3 uint8 array")
     if not 0 <= overlap < tile:
         raise ValueError(f"overlap must be in [0, {tile}), got {overlap}")
+    if isinstance(fn, TileRunner):
+        if device is not None:
+            raise ValueError("a TileRunner runs on the host; pass no device")
+        xp: Any = _NumpyArrays()
+    else:
+        xp = _TorchArrays(device)
     h, w = pixels.shape[:2]
     stride = tile - overlap
     ys, xs = tile_starts(h, tile, stride), tile_starts(w, tile, stride)
     padded_w = xs[-1] + tile
-    dev = torch.device(device or "cpu")
-    # The same indexing serves a NumPy array (host) and a tensor (device).
-    index = (lambda a: a) if device is None else (lambda a: torch.as_tensor(a, device=dev))
-    src = pixels if device is None else torch.tensor(pixels, device=dev)
-    cols = index(reflect_index(np.arange(padded_w), w))
+    src = xp.source(pixels)
+    cols = xp.index(reflect_index(np.arange(padded_w), w))
 
-    def window(i: int, n: int) -> torch.Tensor:  # of tile i of n along one axis
-        return torch.from_numpy(blend_window(tile, overlap, blend, i == 0, i == n - 1)).to(dev)
+    def window(i: int, n: int) -> Any:  # of tile i of n along one axis
+        return xp.window(blend_window(tile, overlap, blend, i == 0, i == n - 1))
 
     win_x = [window(j, len(xs)) for j in range(len(xs))]
-    col_weight = torch.zeros(padded_w, device=dev)
+    col_weight = xp.zeros(padded_w)
     for x, wx in zip(xs, win_x):
         col_weight[x : x + tile] += wx
 
-    out = np.empty_like(pixels) if device is None else torch.empty_like(src)
-    emit = to_pixels if device is None else quantize
+    out = None
     # Accumulators for the band being finished: values and weights of tile rows
     # that overlap it. They hold `tile` rows, shifted up by `stride` per band.
-    acc = torch.zeros(3, tile, padded_w, device=dev)
-    acc_w = torch.zeros(tile, 1, device=dev)
+    acc = xp.zeros(3, tile, padded_w)
+    acc_w = xp.zeros(tile, 1)
     for i, y in enumerate(ys):
-        rows = index(reflect_index(np.arange(y, y + tile), h))
-        band = to_model_range(src[rows][:, cols])  # 3×S×padded_w
-        tiles = torch.stack([band[:, :, x : x + tile] for x in xs])
-        outs = torch.cat([fn(b) for b in _batches(tiles, batch_size)])
-        if outs.shape != tiles.shape:
+        rows = xp.index(reflect_index(np.arange(y, y + tile), h))
+        band = xp.model_range(src[rows][:, cols])  # 3×S×padded_w
+        tiles = xp.stack([band[:, :, x : x + tile] for x in xs])
+        outs = xp.cat([fn(b) for b in _batches(tiles, batch_size)])
+        if tuple(outs.shape) != tuple(tiles.shape):
             raise RuntimeError(f"tile function returned {tuple(outs.shape)}, "
                                f"expected {tuple(tiles.shape)}")
         wy = window(i, len(ys))[:, None]
@@ -170,12 +247,15 @@ def tiled_apply(
         top, bottom = y, min(y + done, h)
         if bottom > top:
             n = bottom - top
-            blended = acc[:, :n] / (acc_w[:n] * col_weight)
-            out[top:bottom] = emit(blended[:, :, :w])
-        acc = torch.cat([acc[:, done:], torch.zeros(3, done, padded_w, device=dev)], dim=1)
-        acc_w = torch.cat([acc_w[done:], torch.zeros(done, 1, device=dev)])
+            blended = xp.emit((acc[:, :n] / (acc_w[:n] * col_weight))[:, :, :w])
+            if out is None:  # same kind of array as emit gives (host or device)
+                out = (np.empty_like(pixels) if isinstance(blended, np.ndarray)
+                       else xp._torch.empty_like(src))
+            out[top:bottom] = blended
+        acc = xp.cat([acc[:, done:], xp.zeros(3, done, padded_w)], 1)
+        acc_w = xp.cat([acc_w[done:], xp.zeros(done, 1)])
         if on_band is not None:
             on_band(bottom)
         if bottom >= h:
             break
-    return out if device is None else out.cpu().numpy()
+    return xp.result(out)

@@ -25,7 +25,7 @@ from typing import BinaryIO
 from .convert import ConvertOptions, convert
 from .imagefiles import DEFAULT_MAX_PIXELS, WRITE_FORMATS
 from .paths import short_name
-from .stylize import PRECISIONS, Stylizer, TileConfig
+from .stylize import PRECISIONS, Painter, TileConfig, load_stylizer, on_host
 from .weights_io import WeightsError, list_styles
 
 CHUNK = 1 << 20
@@ -159,13 +159,13 @@ class JobQueue:
     """
 
     def __init__(self, config: ServeConfig,
-                 load: Callable[[str], Stylizer] | None = None) -> None:
+                 load: Callable[[str], Painter] | None = None) -> None:
         self.config = config
         self.folder = Path(tempfile.mkdtemp(prefix="siamgan-serve-"))
         self.jobs: dict[str, WebJob] = {}
-        self._load = load or (lambda style: Stylizer.from_style(style, config.device,
-                                                                config.precision))
-        self._stylizers: dict[str, Stylizer] = {}
+        self._load = load or (lambda style: load_stylizer(style, "auto", config.device,
+                                                          config.precision))
+        self._stylizers: dict[str, Painter] = {}
         self._lock = threading.Lock()
         self._todo: queue.Queue[WebJob | None] = queue.Queue()
         self._ids = itertools.count(1)
@@ -237,7 +237,7 @@ class JobQueue:
             except Exception as e:  # a bug must not stop the queue
                 job.error, job.state = f"{type(e).__name__}: {e}", "failed"
 
-    def _stylizer(self, style: str) -> Stylizer:
+    def _stylizer(self, style: str) -> Painter:
         if style not in self._stylizers:
             self._stylizers[style] = self._load(style)
         return self._stylizers[style]
@@ -249,7 +249,7 @@ class JobQueue:
         except (WeightsError, OSError) as e:
             job.error, job.state = str(e), "failed"
             return
-        batch = self.config.batch_size or (16 if stylizer.device.type == "cpu" else 256)
+        batch = self.config.batch_size or (16 if on_host(stylizer) else 256)
 
         def progress(rows: int, height: int) -> None:
             if self._closed.is_set():

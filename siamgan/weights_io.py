@@ -18,14 +18,14 @@ import math
 import os
 from importlib import resources
 from pathlib import Path
-
-import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .paths import PathError, check_name, expand_user
 from .runs import atomic_save, write_json
+
+if TYPE_CHECKING:  # torch and safetensors: imported only where weights are read or written
+    import torch
 
 MAX_HEADER_BYTES = 16 * 1024 * 1024
 TILE_SIZES = (8, 1024)
@@ -80,6 +80,8 @@ def config_path(weights: Path) -> Path:
 
 def save_weights(path: str | Path, state: dict[str, torch.Tensor], config: dict) -> Path:
     """Write ``path`` (.safetensors) and its ``.json`` config, both atomically."""
+    from safetensors.torch import save
+
     path = Path(path).with_suffix(".safetensors")
     config = {**config, "siamgan_version": __version__}
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
@@ -103,6 +105,15 @@ def _check_file(path: Path) -> None:
         raise WeightsError(f"{path}: not a safetensors file (or its header is too large)")
 
 
+def _safetensor_error() -> type[Exception]:
+    """safetensors' error class, or one never raised when safetensors is not installed."""
+    try:
+        from safetensors import SafetensorError
+    except ImportError:
+        return OSError
+    return SafetensorError
+
+
 def read_config(path: str | Path) -> dict:
     """A weights file's JSON config (``.json`` beside it, else the file's metadata)."""
     path = Path(path)
@@ -112,13 +123,21 @@ def read_config(path: str | Path) -> dict:
         if cfg_file.is_file():
             config = json.loads(cfg_file.read_bytes())
         else:
+            if path.suffix.lower() == ".onnx":
+                raise WeightsError(f"{path}: no config (expected {cfg_file.name} beside it)")
             _check_file(path)
+            try:
+                from safetensors import safe_open
+            except ImportError:
+                raise WeightsError(f"{path}: no config beside it ({cfg_file.name}), and "
+                                   "reading the one inside needs the full install: "
+                                   "pip install 'siamgan[train]'") from None
             with safe_open(str(path), framework="pt") as f:
                 meta = f.metadata() or {}
             if "config" not in meta:
                 raise WeightsError(f"{path}: no config (expected {cfg_file.name} beside it)")
             config = json.loads(meta["config"])
-    except (SafetensorError, OSError) as e:
+    except (_safetensor_error(), OSError) as e:
         raise WeightsError(f"{source}: cannot read config: {e}") from e
     except (ValueError, RecursionError) as e:  # JSON, UTF-8 and nesting errors
         if isinstance(e, WeightsError):
@@ -132,6 +151,9 @@ def read_config(path: str | Path) -> dict:
 
 def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     """Read a safetensors file and its config; validate before building any model."""
+    import torch
+    from safetensors import SafetensorError, safe_open
+
     path = Path(path)
     _check_file(path)
     config = read_config(path)
@@ -214,8 +236,21 @@ def check_state(path: Path, model: torch.nn.Module, tensors: dict[str, torch.Ten
         raise WeightsError(f"{path}: weights do not match config: " + "; ".join(problems[:5]))
 
 
+STYLE_SUFFIXES = (".safetensors", ".onnx")
+"""A style's weights: safetensors (torch) or an ONNX model (``siamgan export``; the light
+runtime). A style may have both, side by side with one JSON config."""
+
+
+def style_files(folder: Path) -> list[Path]:
+    """The styles' weights files in ``folder``: each ``.safetensors``, and each ``.onnx``
+    with no ``.safetensors`` beside it (the one file names the style)."""
+    found = sorted(folder.glob("*.safetensors"))
+    stems = {p.stem for p in found}
+    return found + sorted(p for p in folder.glob("*.onnx") if p.stem not in stems)
+
+
 def find_style(name: str) -> Path:
-    """Resolve a style name (or a path to a .safetensors file) to a weights file.
+    """Resolve a style name (or a path to a .safetensors or .onnx file) to a weights file.
 
     A shipped style's name always means the shipped style (see the module's notes).
     """
@@ -227,9 +262,10 @@ def find_style(name: str) -> Path:
     except PathError:
         raise WeightsError(f"{name!r}: no such weights file, and not a style name") from None
     for d in style_dirs():
-        p = d / f"{name}.safetensors"
-        if p.is_file():
-            return p
+        for suffix in STYLE_SUFFIXES:
+            p = d / f"{name}{suffix}"
+            if p.is_file():
+                return p
     known = ", ".join(s["name"] for s in list_styles()) or "none"
     raise WeightsError(f"style {name!r} not found (known styles: {known})")
 
@@ -237,7 +273,7 @@ def find_style(name: str) -> Path:
 def shipped_names() -> set[str]:
     """Names of the styles shipped with the package: reserved for them."""
     folder = shipped_weights_dir()
-    return {p.stem for p in folder.glob("*.safetensors")} if folder.is_dir() else set()
+    return {p.stem for p in style_files(folder)} if folder.is_dir() else set()
 
 
 def export_path(name: str) -> Path:
@@ -273,7 +309,7 @@ def scan_styles() -> tuple[list[dict], list[str]]:
     for d in style_dirs():
         if not d.is_dir():
             continue
-        for p in sorted(d.glob("*.safetensors")):
+        for p in style_files(d):
             try:
                 cfg = read_config(p)
                 if cfg.get("kind", "style") != "style":

@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 from PIL import Image
 from typer.testing import CliRunner
 
-from siamgan import claims, paths, runs
+from siamgan import claims, models, paths, runs
 from siamgan import convert as C
 from siamgan import stylize as S
 from siamgan import weights_io as W
@@ -379,7 +379,7 @@ def test_a_bad_style_config_is_one_clear_usage_error(tmp_path, weights, monkeypa
     def never(*args, **kw):
         raise AssertionError("a model was built from a bad config")
 
-    monkeypatch.setattr(S, "PatchGenerator", never)
+    monkeypatch.setattr(models, "PatchGenerator", never)  # stylize imports it when it loads
     with pytest.raises(W.WeightsError, match=field) as e:
         S.load_style(weights)
     assert "\n" not in str(e.value) and "bad style config" in str(e.value)

@@ -1,5 +1,6 @@
 """The wheel must carry every subpackage and the shipped weights."""
 
+import json
 import tomllib
 from pathlib import Path
 
@@ -19,3 +20,15 @@ def test_shipped_weights_have_configs_and_fit_the_size_limit():
     for weights in (ROOT / "weights").glob("*.safetensors"):
         assert weights.with_suffix(".json").is_file(), weights
         assert weights.stat().st_size <= 20 * 1024 * 1024, weights
+
+
+def test_the_base_install_is_light_and_ships_every_style_as_onnx():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    base = {d.split(">")[0].split("=")[0].split("<")[0] for d in project["project"]["dependencies"]}
+    assert base == {"pillow", "numpy", "tqdm", "typer", "onnxruntime"}
+    assert "torch>=2.1,<=2.14.1" in project["project"]["optional-dependencies"]["train"]
+    data = project["tool"]["setuptools"]["package-data"]["siamgan.weights"]
+    assert "*.onnx" in data
+    for config in (ROOT / "weights").glob("*.json"):
+        if json.loads(config.read_text()).get("kind", "style") == "style":
+            assert config.with_suffix(".onnx").is_file(), config

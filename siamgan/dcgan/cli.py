@@ -8,24 +8,30 @@ from pathlib import Path
 
 import typer
 
-from ..cli_common import DEVICE_HELP, fail, run_training
-from ..data import DataError
-from ..images import image_grid
+from ..cli_common import DEVICE_HELP, fail, require_full, run_training
+from ..images import DataError, image_grid
 from ..paths import PathError, check_outside
 from ..runs import save_image, write_json
 from ..weights_io import WeightsError
-from . import sample as S
-from .models import DCGANConfig, Generator
-from .train import DCGANTrainConfig, load_faces, train_dcgan
 
 dcgan_app = typer.Typer(help="DCGAN baseline: train, sample and evaluate a face generator.",
                         no_args_is_help=True, add_completion=False,
                         context_settings={"help_option_names": ["-h", "--help"]})
 
+
+
+@dcgan_app.callback()
+def _full_install_only() -> None:
+    """DCGAN baseline: train, sample and evaluate a face generator."""
+    require_full("siamgan dcgan")
+
+
 WEIGHTS_HELP = "Generator .safetensors file (default: the shipped dcgan-anime64)."
 
 
-def _generator(weights: Path | None, device: str) -> Generator:
+def _generator(weights: Path | None, device: str):
+    from . import sample as S
+
     try:
         return S.load_generator(weights, device)
     except WeightsError as e:
@@ -90,6 +96,9 @@ def train_cmd(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config and exit."),
 ) -> None:
     """Train a face generator on a folder or archive of images."""
+    from .models import DCGANConfig
+    from .train import DCGANTrainConfig, train_dcgan
+
     try:
         model = DCGANConfig(image_size, nz, ngf, ndf, arch, loss, d_norm, g_dropout)
         cfg = DCGANTrainConfig(
@@ -129,6 +138,8 @@ def sample_cmd(
     device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
 ) -> None:
     """Draw new faces (a sheet, single images, or a latent walk)."""
+    from . import sample as S
+
     try:
         for out, what in ((output, "-o"), (out_dir, "--out-dir")):
             if out is not None and weights is not None:
@@ -170,6 +181,9 @@ def eval_cmd(
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
 ) -> None:
     """SWD against real faces (with the real-vs-real floor) and MS-SSIM diversity."""
+    from . import sample as S
+    from .train import load_faces
+
     if json_out is not None:
         try:
             check_outside(json_out, [data, *([weights] if weights else [])], "--json")
