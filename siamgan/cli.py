@@ -213,7 +213,8 @@ def train_cmd(
                                    help="Generator residual blocks."),
     norm: str = typer.Option("pixel", "--norm", help="Generator norm: pixel, none, instance."),
     no_combo: bool = typer.Option(False, "--no-combo",
-                                  help="Ablation: train G on whole crops, not via Combo."),
+                                  help="Ablation: train G on whole crops, not via Combo (with --resume: "
+                                       "from the checkpoint on)."),
     init_from: str = typer.Option(None, "--init-from",
                                   help="Start G (and its EMA) from this style's weights; its "
                                        "architecture replaces --channels/--res-blocks/--norm. "
@@ -287,7 +288,7 @@ def train_cmd(
         typer.echo(f"warning: --a {a} and --b {b} are the same photos (or one holds the "
                    "other): there is no style to learn, only a copy", err=True)
     # With --resume, the weights and rates given here change the checkpoint's (logged).
-    changes = overrides if resume else None
+    changes = {**overrides, **({"combo": False} if no_combo else {})} if resume else None
     run_training(lambda: train(cfg, a, b, name, runs_dir, resume, changes=changes),
                  runs_dir / name,
                  f"style {name!r} exported to")

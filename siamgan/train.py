@@ -437,9 +437,10 @@ def train(cfg: TrainConfig, a_dir: str | Path, b_dir: str | Path, name: str,
 
 RESUME_CHANGES = ("margin", "cosine_weight", "mse_weight", "critic_weight", "identity_weight",
                   "seam_weight", "colour_weight", "nce_weight", "patch_weight", "lr_g", "lr_d",
-                  "zoom_a", "ema_decay")
+                  "zoom_a", "ema_decay", "combo")
 """Config fields a resumed run may change: the objective's terms, the learning rates,
-the photo crops' zoom and the EMA's decay."""
+the photo crops' zoom, the EMA's decay and Combo (``--no-combo``, for an ablation
+branched from a checkpoint)."""
 
 
 def _resumed_config(saved: dict, cfg: TrainConfig, changes: dict) -> tuple[TrainConfig, dict]:
@@ -461,6 +462,11 @@ def _train(cfg: TrainConfig, a_dir: str | Path, b_dir: str | Path, name: str, ru
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
+    # A resumed run is built from its checkpoint's config (patch heads, NCE head…),
+    # not from this call's options, which may only change RESUME_CHANGES.
+    state = load_checkpoint(run) if resume else None
+    if state is not None:
+        cfg, changed = _resumed_config(state["config"], cfg, changes)
     images_a = load_collection(a_dir, cfg.max_image_side, cfg.crop_size, desc="domain A",
                                holdout_every=cfg.holdout_every, progress=progress)
     images_b = load_collection(b_dir, cfg.max_image_side, cfg.crop_size, desc="domain B",
@@ -476,9 +482,7 @@ def _train(cfg: TrainConfig, a_dir: str | Path, b_dir: str | Path, name: str, ru
     step = 0
     stats_log = StatsLog(run)
     history: list[dict] = []
-    if resume:
-        state = load_checkpoint(run)
-        cfg, changed = _resumed_config(state["config"], cfg, changes)
+    if state is not None:
         for key, mod in (("generator", m.generator), ("discriminator", m.discriminator),
                          ("ema", m.ema), ("opt_g", m.opt_g), ("opt_d", m.opt_d),
                          ("nce", m.nce), ("opt_nce", m.opt_nce)):

@@ -103,6 +103,11 @@ def test_train_resume_continues_from_the_checkpoint(tmp_path, home, spy_train_st
     config = json.loads((tmp_path / "runs" / "r" / "config.json").read_text())
     assert config["seam_weight"] == 1.5 and config["colour_weight"] == 2.0
     assert config["changes"][0]["step"] == 3
+    # An ablation branched from the checkpoint: Combo off from here on.
+    r = cli(*args, "--steps", "5", "--resume", "--no-combo", "--seam", "0")
+    assert r.exit_code == 0, (r.output, r.exception)
+    assert "combo True → False" in r.output
+    assert json.loads((tmp_path / "runs" / "r" / "config.json").read_text())["combo"] is False
 
 
 def test_smallest_allowed_tile_trains_or_is_refused_cleanly(tmp_path, home):

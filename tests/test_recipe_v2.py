@@ -132,6 +132,22 @@ def test_v2_terms_train_log_and_resume_bit_for_bit(tmp_path):
     assert all(r["nce"] > 0 for r in rows["whole"])
 
 
+def test_resume_builds_the_models_from_the_checkpoint_not_the_call(tmp_path):
+    a = folder(tmp_path / "a", 3, seed=1)
+    b = folder(tmp_path / "b", 3, seed=2)
+    T.train(tiny_v2(2), a, b, "run", tmp_path / "runs", progress=False)
+    plain = T.TrainConfig(steps=3, batch_size=2, tile_size=8, device="cpu",
+                          generator=GeneratorConfig(4, 1),
+                          discriminator=DiscriminatorConfig(latent_dim=8, channels=4, layers=2))
+    # No patch heads or NCE in this call: the checkpoint's config decides the models.
+    T.train(plain, a, b, "run", tmp_path / "runs", progress=False, resume=True,
+            changes={"nce_weight": 0.5})
+    state = load_checkpoint(tmp_path / "runs" / "run")
+    assert state["step"] == 3 and state["config"]["nce_weight"] == 0.5
+    assert list(state["config"]["discriminator"]["patch_heads"]) == [2]
+    assert any(k.startswith("patch.") for k in state["discriminator"])
+
+
 def test_patch_weight_needs_patch_heads():
     with pytest.raises(ValueError, match="patch_heads"):
         T.TrainConfig(patch_weight=1.0)
