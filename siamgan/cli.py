@@ -213,8 +213,8 @@ def train_cmd(
                                    help="Generator residual blocks."),
     norm: str = typer.Option("pixel", "--norm", help="Generator norm: pixel, none, instance."),
     no_combo: bool = typer.Option(False, "--no-combo",
-                                  help="Ablation: train G on whole crops, not via Combo (with --resume: "
-                                       "from the checkpoint on)."),
+                                  help="Ablation: train G on whole crops, not via Combo "
+                                       "(with --resume: from the checkpoint on)."),
     init_from: str = typer.Option(None, "--init-from",
                                   help="Start G (and its EMA) from this style's weights; its "
                                        "architecture replaces --channels/--res-blocks/--norm. "

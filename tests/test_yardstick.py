@@ -27,3 +27,17 @@ def test_stylize_keeps_the_size_and_uses_the_given_vector():
     assert out.size == photo.size and out.mode == "RGB"
     # the precomputed vector stands in for the painting exactly
     assert np.array_equal(np.asarray(out), np.asarray(engine.stylize_with(photo, painting)))
+
+
+def test_holdout_every_stylizes_only_the_held_out_photos(tmp_path):
+    rng = np.random.default_rng(1)
+    for folder, n in (("paintings", 2), ("photos", 4)):
+        (tmp_path / folder).mkdir()
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 256, (32, 40, 3), dtype=np.uint8)).save(
+                tmp_path / folder / f"{folder}{i}.png")
+    out = tmp_path / "out"
+    assert yardstick.main(["-o", str(out), "--paintings", str(tmp_path / "paintings"),
+                           "--photos", str(tmp_path / "photos"), "--holdout-every", "2",
+                           "--device", "cpu", "--threads", "1"]) == 0
+    assert sorted(p.name for p in out.glob("photos*.png")) == ["photos1.png", "photos3.png"]
