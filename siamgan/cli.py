@@ -261,7 +261,10 @@ def train_cmd(
             generator = load_style(init_from)[0].config
         except WeightsError as e:
             fail(str(e), 2)
-    common = dict(steps=steps, tile_size=tile, batch_size=batch, combo=not no_combo,
+    # With --resume the checkpoint's config is the base and ``overrides`` are checked as
+    # changes to it (a --patch-weight needs the checkpoint's patch critic, not this call's).
+    built = {} if resume else overrides
+    common = dict(steps=steps, tile_size=tile, batch_size=batch, combo=resume or not no_combo,
                   sample_every=sample_every, checkpoint_every=checkpoint_every, seed=seed,
                   holdout_every=holdout_every, min_crop_scale=min_crop_scale,
                   device=device, generator=generator, init_from=init_from, d_warmup=d_warmup,
@@ -271,10 +274,10 @@ def train_cmd(
     d_layers = min(DiscriminatorConfig.layers, (2 * tile).bit_length() - 1)
     try:
         if recipe == "seed":
-            cfg = TrainConfig.seed_recipe(**common, **overrides, discriminator=DiscriminatorConfig(
+            cfg = TrainConfig.seed_recipe(**common, **built, discriminator=DiscriminatorConfig(
                 layers=d_layers, spectral_norm=False, critic=False))
         elif recipe == "default":
-            cfg = TrainConfig(**common, **overrides,
+            cfg = TrainConfig(**common, **built,
                               discriminator=DiscriminatorConfig(layers=d_layers,
                                                                 patch_heads=heads))
         else:

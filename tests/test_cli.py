@@ -110,6 +110,21 @@ def test_train_resume_continues_from_the_checkpoint(tmp_path, home, spy_train_st
     assert json.loads((tmp_path / "runs" / "r" / "config.json").read_text())["combo"] is False
 
 
+def test_resume_may_change_the_patch_weight_without_repeating_the_critic(tmp_path, home):
+    a = folder(tmp_path / "a", 3, seed=1, size=(40, 50))
+    b = folder(tmp_path / "b", 3, seed=2, size=(40, 50))
+    args = ["train", "--a", str(a), "--b", str(b), "--name", "p", "--runs-dir",
+            str(tmp_path / "runs"), *TINY]
+    assert cli(*args, "--patch-critic", "3").exit_code == 0
+    # The checkpoint has the patch critic; this call does not name it and must not need to.
+    r = cli(*args, "--steps", "3", "--resume", "--patch-weight", "2.5")
+    assert r.exit_code == 0, (r.output, r.exception)
+    assert "patch_weight 1.0 → 2.5" in r.output
+    # A change the checkpoint cannot take is still refused, by the checkpoint's rules.
+    r = cli(*args, "--steps", "4", "--resume", "--no-combo", "--seam", "2")
+    assert r.exit_code != 0 and "Combo" in r.output
+
+
 def test_smallest_allowed_tile_trains_or_is_refused_cleanly(tmp_path, home):
     a = folder(tmp_path / "a", 3, seed=1, size=(40, 50))
     b = folder(tmp_path / "b", 3, seed=2, size=(40, 50))
