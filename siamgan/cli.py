@@ -177,6 +177,10 @@ def train_cmd(
     colour: float = typer.Option(None, "--colour",
                                  help="Weight of the colour term: each batch's colour mean and "
                                       "covariance held to all the paintings' (default 0)."),
+    contrast: float = typer.Option(None, "--contrast",
+                                   help="Weight of the contrast term: the spread of each crop's "
+                                        "colour contrast held to the paintings' crops' "
+                                        "(default 0)."),
     nce: float = typer.Option(None, "--nce",
                               help="Weight of PatchNCE (CUT) on G's own encoder features: each "
                                    "patch of a translation must match the same place of its "
@@ -246,6 +250,7 @@ def train_cmd(
                                        lr_d=lr_d, identity_weight=identity,
                                        mse_weight=mse, critic_weight=critic,
                                        seam_weight=seam, colour_weight=colour, zoom_a=zoom_a,
+                                       contrast_weight=contrast,
                                        ema_decay=ema_decay, nce_weight=nce,
                                        patch_weight=patch_weight).items()
                  if v is not None}

@@ -77,6 +77,27 @@ def colour_moments(x: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor) -> to
     return (got_mean - mean).pow(2).sum() + (got_cov - cov).pow(2).sum()
 
 
+def crop_contrast(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """How far the crops' contrasts are spread unlike the reference crops' (the paintings').
+
+    A crop's contrast is the standard deviation of each colour channel over its pixels.
+    Per channel, the sorted contrasts of ``x`` (B×3×H×W) are compared with the same
+    quantiles of ``ref``'s (squared differences, averaged): a 1-D Wasserstein-2 between
+    the two sets. Each crop keeps its own mean colour, and flat crops are allowed as often
+    as the paintings have them; a batch of washed-out translations is not. ``ref`` gets
+    no gradient.
+    """
+    def contrasts(t: torch.Tensor) -> torch.Tensor:
+        return t.flatten(2).std(dim=2)  # (B, 3)
+
+    got = contrasts(x).sort(dim=0).values
+    n = got.shape[0]  # the i-th of n sorted contrasts is the quantile i / (n − 1)
+    q = torch.linspace(0, 1, n, dtype=got.dtype, device=got.device) if n > 1 else \
+        torch.full((1,), 0.5, dtype=got.dtype, device=got.device)
+    want = torch.quantile(contrasts(ref.detach()).to(got.dtype), q, dim=0)
+    return (got - want).pow(2).mean()
+
+
 def _step_profile(x: torch.Tensor, dim: int) -> torch.Tensor:
     """Mean absolute difference between neighbouring pixels along ``dim`` (-1 or -2),
     as a profile over positions: entry p is the step from pixel p to pixel p + 1."""

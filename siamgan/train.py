@@ -57,7 +57,9 @@ class TrainConfig:
     identity term on paintings, and an exponential moving average of G.
     ``seam_weight`` adds :func:`losses.seam_contrast` on the Combo outputs;
     ``colour_weight`` adds :func:`losses.colour_moments`, which holds the colour mean
-    and covariance of each batch of translations to those of all the paintings.
+    and covariance of each batch of translations to those of all the paintings;
+    ``contrast_weight`` adds :func:`losses.crop_contrast`, which holds the spread of the
+    translations' per-crop colour contrast to that of the step's painting crops.
 
     The v2 terms (``docs/training.md``): ``nce_weight`` adds CUT's PatchNCE
     (:func:`losses.patch_nce`) between G's own encoder features of each photo crop
@@ -84,6 +86,7 @@ class TrainConfig:
     identity_weight: float = 1.0
     seam_weight: float = 0.0
     colour_weight: float = 0.0
+    contrast_weight: float = 0.0
     nce_weight: float = 0.0
     nce_patches: int = 256
     nce_tau: float = 0.07
@@ -267,7 +270,7 @@ def train_step(m: Models, a: torch.Tensor, b: torch.Tensor, cfg: TrainConfig,
     # unwrapped and frozen so no gradient (or DDP reduction) is spent on it.
     disc = unwrap(m.discriminator).requires_grad_(False)
     with torch.set_grad_enabled(not warmup), autocast:
-        loss_g, stats = _generator_loss(disc, out, a, b[:ids], cfg, colour, seen_a, m)
+        loss_g, stats = _generator_loss(disc, out, a, b[:ids], cfg, colour, seen_a, m, b)
     stats = {"loss_d": loss_d.item(), "d_real": d_real.item(), "d_fake": d_fake.item(),
              "cos_d": d_cos.item(), "norm_b": vb.detach().norm(dim=1).mean().item(), **stats}
     if d_patch is not None:
@@ -297,11 +300,13 @@ def _full(t: torch.Tensor) -> torch.Tensor:
 
 def _generator_loss(disc: nn.Module, out: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
                     cfg: TrainConfig, colour: tuple[torch.Tensor, torch.Tensor] | None = None,
-                    seen=lambda x: x, m: Models | None = None) -> tuple[torch.Tensor, dict]:
+                    seen=lambda x: x, m: Models | None = None,
+                    paintings: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
     """G's loss on its translations ``out`` (of ``a``, then of ``b`` for the identity term).
 
     ``seen`` is D's augmentation of the photos (the same draw as in D's step); ``m``
-    gives the generator and PatchNCE head when ``cfg.nce_weight`` is set."""
+    gives the generator and PatchNCE head when ``cfg.nce_weight`` is set; ``paintings``
+    are the step's painting crops, the reference of ``cfg.contrast_weight``."""
     n = a.shape[0]
     out = _full(out)  # losses in float32, also under bf16 autocast
     ab = out[:n]
@@ -355,6 +360,10 @@ def _generator_loss(disc: nn.Module, out: torch.Tensor, a: torch.Tensor, b: torc
         g_colour = losses.colour_moments(ab, *colour)
         loss_g = loss_g + cfg.colour_weight * g_colour
         stats["colour"] = g_colour.item()
+    if cfg.contrast_weight:
+        g_contrast = losses.crop_contrast(ab, b if paintings is None else paintings)
+        loss_g = loss_g + cfg.contrast_weight * g_contrast
+        stats["contrast"] = g_contrast.item()
     return loss_g, stats
 
 
@@ -436,8 +445,8 @@ def train(cfg: TrainConfig, a_dir: str | Path, b_dir: str | Path, name: str,
 
 
 RESUME_CHANGES = ("margin", "cosine_weight", "mse_weight", "critic_weight", "identity_weight",
-                  "seam_weight", "colour_weight", "nce_weight", "patch_weight", "lr_g", "lr_d",
-                  "zoom_a", "ema_decay", "combo")
+                  "seam_weight", "colour_weight", "contrast_weight", "nce_weight", "patch_weight",
+                  "lr_g", "lr_d", "zoom_a", "ema_decay", "combo")
 """Config fields a resumed run may change: the objective's terms, the learning rates,
 the photo crops' zoom, the EMA's decay and Combo (``--no-combo``, for an ablation
 branched from a checkpoint)."""

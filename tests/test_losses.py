@@ -320,6 +320,31 @@ def test_colour_term_reaches_the_generator_and_needs_its_target():
         train_step(m, batch(cfg, 1), batch(cfg, 2), cfg)
 
 
+def test_crop_contrast_compares_the_spread_of_contrasts_not_the_colours():
+    torch.manual_seed(0)
+    textured = torch.rand(6, 3, 16, 16) * 2 - 1
+    # The same crops in another order and another mean colour each: nothing to pay.
+    shifted = textured.flip(0) + torch.linspace(-0.5, 0.5, 6).view(6, 1, 1, 1)
+    assert losses.crop_contrast(shifted, textured).item() == pytest.approx(0.0, abs=1e-10)
+    # Washed-out translations pay, the more the flatter; the reference gets no gradient.
+    half = losses.crop_contrast(textured * 0.5, textured).item()
+    flat = losses.crop_contrast(textured * 0.1, textured).item()
+    assert 0 < half < flat
+    x, ref = (textured * 0.5).requires_grad_(), textured.clone().requires_grad_()
+    losses.crop_contrast(x, ref).backward()
+    assert x.grad.abs().sum() > 0 and ref.grad is None
+    # Sets of unequal size are compared on quantiles: a doubled reference is the same one.
+    assert losses.crop_contrast(textured * 0.5, textured.repeat(2, 1, 1, 1)).item() == \
+        pytest.approx(half, rel=0.05)
+
+
+def test_contrast_term_is_trained_and_logged():
+    cfg = tiny(contrast_weight=2.0, tile_size=16)
+    m = build_models(cfg, torch.device("cpu"))
+    stats = train_step(m, batch(cfg, 1), batch(cfg, 2), cfg)
+    assert math.isfinite(stats["contrast"]) and stats["contrast"] > 0
+
+
 def test_grid_level_is_zero_without_a_frame_and_finds_one():
     torch.manual_seed(0)
     flat = torch.full((2, 3, 32, 48), 0.3)
