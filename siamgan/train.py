@@ -458,7 +458,9 @@ def _resumed_config(saved: dict, cfg: TrainConfig, changes: dict) -> tuple[Train
         raise ValueError(f"a resumed run cannot change {', '.join(sorted(unknown))}")
     resumed = TrainConfig.from_dict({**saved, "steps": cfg.steps, "device": cfg.device,
                                      **changes})
-    changed = {k: [saved.get(k), v] for k, v in changes.items() if saved.get(k) != v}
+    # A checkpoint older than a field had that field's default.
+    before = {k: saved.get(k, TrainConfig.__dataclass_fields__[k].default) for k in changes}
+    changed = {k: [before[k], v] for k, v in changes.items() if before[k] != v}
     return resumed, changed
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+from dataclasses import asdict
 
 import pytest
 import torch
@@ -146,6 +147,13 @@ def test_resume_builds_the_models_from_the_checkpoint_not_the_call(tmp_path):
     assert state["step"] == 3 and state["config"]["nce_weight"] == 0.5
     assert list(state["config"]["discriminator"]["patch_heads"]) == [2]
     assert any(k.startswith("patch.") for k in state["discriminator"])
+
+
+def test_a_change_to_a_field_the_checkpoint_predates_starts_from_its_default():
+    saved = asdict(T.TrainConfig())
+    del saved["contrast_weight"]  # a checkpoint written before the contrast term
+    cfg, changed = T._resumed_config(saved, T.TrainConfig(), {"contrast_weight": 5.0})
+    assert cfg.contrast_weight == 5.0 and changed == {"contrast_weight": [0.0, 5.0]}
 
 
 def test_patch_weight_needs_patch_heads():
