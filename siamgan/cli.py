@@ -65,9 +65,18 @@ def stylize(
                                  help="With --strokes picture: how much of the finer "
                                       "paintings' detail is added to the coarse one (0: "
                                       "none, the fastest; default: the style's own)."),
-    overlap: int = typer.Option(0, "--overlap", min=0,
-                                help="Overlap between tiles in px. 0 = abutting tiles, as "
-                                     "trained by the Combo model."),
+    match_detail: bool = typer.Option(True, "--match-detail/--no-match-detail",
+                                      help="With --strokes picture: before the coarse "
+                                           "painting, raise the picture's fine detail to "
+                                           "that of the photos the style learnt from, where "
+                                           "it has less (smooth, large photos; "
+                                           "docs/strokes.md). Styles without a record of "
+                                           "their photos' detail skip it."),
+    overlap: int = typer.Option(None, "--overlap", min=0,
+                                help="Overlap between tiles in px (default ⅛ of the tile, 8 "
+                                     "px for 64-px tiles: neighbours cross-fade, which "
+                                     "hides faint seams in flat areas). 0 = abutting "
+                                     "tiles, as trained by the Combo model."),
     blend: str = typer.Option("feather", "--blend",
                               help="How overlapping tiles combine: feather (cross-fade) or "
                                    "crop (each pixel from the tile it is central in)."),
@@ -126,7 +135,8 @@ def stylize(
     try:
         options = ConvertOptions(out_format, quality, overwrite, max_pixels,
                                  TileConfig(tile, overlap, scale, batch_size or 16, blend,
-                                            seamless, palette, strokes, detail),
+                                            seamless, palette, strokes, detail,
+                                            match_detail),
                                  progress=output != "-",
                                  log=lambda line: tqdm.write(line, file=sys.stderr),
                                  shard=None if shard is None else parse_shard(shard))
@@ -210,6 +220,9 @@ def train_cmd(
     zoom_a: float = typer.Option(None, "--zoom-a", min=1.0,
                                  help="Half the photo crops enlarged by up to this factor, "
                                       "like the flat tiles of large photos (default 1: none)."),
+    vivid_a: float = typer.Option(None, "--vivid-a", min=0.0, max=1.0,
+                                  help="Share of the photo crops made up to 2× as colourful "
+                                       "(vivid photos: flowers, macro shots; default 0)."),
     channels: int = typer.Option(32, "--channels", min=4, max=GENERATOR_LIMITS["channels"][1],
                                  help="Generator base width."),
     res_blocks: int = typer.Option(4, "--res-blocks", min=0,
@@ -235,8 +248,9 @@ def train_cmd(
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where run folders go."),
     resume: bool = typer.Option(False, "--resume",
                                 help="Continue RUNS/NAME from its checkpoint, with its config; "
-                                     "loss weights, learning rates, --zoom-a and --ema-decay "
-                                     "given with it change (logged in config.json)."),
+                                     "loss weights, learning rates, --zoom-a, --vivid-a and "
+                                     "--ema-decay given with it change (logged in "
+                                     "config.json)."),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config and exit."),
 ) -> None:
@@ -250,6 +264,7 @@ def train_cmd(
                                        lr_d=lr_d, identity_weight=identity,
                                        mse_weight=mse, critic_weight=critic,
                                        seam_weight=seam, colour_weight=colour, zoom_a=zoom_a,
+                                       vivid_a=vivid_a,
                                        contrast_weight=contrast,
                                        ema_decay=ema_decay, nce_weight=nce,
                                        patch_weight=patch_weight).items()
@@ -392,6 +407,34 @@ def palette_cmd(
     typer.echo(f"style with palette written to {path}")
 
 
+@app.command(name="photo-detail")
+def photo_detail_cmd(
+    photos: Path = typer.Option(..., "--photos", help="Folder of the style's training photos."),
+    output: Path = typer.Option(..., "-o", "--output",
+                                help="The new style's .safetensors file (its .json beside it)."),
+    style: str = typer.Option(..., "--style", "-s", help="The style (a name or a .safetensors "
+                                                         "path)."),
+    holdout_every: int = typer.Option(10, "--holdout-every", min=0,
+                                      help="Leave out every K-th photo (sorted), as `train "
+                                           "--holdout-every K` did; 0 = use all."),
+) -> None:
+    """Record the training photos' fine detail in a style, for `stylize --match-detail`.
+
+    Writes the style's weights unchanged with the photos' median detail (the finest
+    Laplacian bands, each photo seen at the style's coarse-painting size) in its
+    config. `train` records it itself; this adds it to a style trained before.
+    """
+    require_full("siamgan photo-detail")
+
+    from .detail import record_photo_detail
+
+    try:
+        path, found = record_photo_detail(style, photos, holdout_every, output)
+    except (WeightsError, ValueError, OSError) as e:
+        fail(str(e), 2)
+    typer.echo(f"photo detail {found} recorded; style written to {path}")
+
+
 @app.command(name="eval")
 def eval_cmd(
     photos: Path = typer.Option(None, "--photos",
@@ -419,12 +462,16 @@ def eval_cmd(
     seam_photos: int = typer.Option(3, "--seam-photos", min=0,
                                     help="Photos resized to 2560×1600 for the seam score."),
     tile: int = typer.Option(None, "--tile", min=8, max=1024, help="As in stylize."),
-    overlap: int = typer.Option(0, "--overlap", min=0, help="Tile overlap in px."),
+    overlap: int = typer.Option(None, "--overlap", min=0,
+                                help="Tile overlap in px (default ⅛ of the tile, as in "
+                                     "stylize)."),
     blend: str = typer.Option("feather", "--blend", help="As in stylize."),
     seamless: bool = typer.Option(False, "--seamless", help="As in stylize."),
     scale: float = typer.Option(1.0, "--scale", min=0.01, max=8.0, help="As in stylize."),
     strokes: str = typer.Option("picture", "--strokes", help="As in stylize."),
     detail: float = typer.Option(None, "--detail", min=0.0, max=2.0, help="As in stylize."),
+    match_detail: bool = typer.Option(True, "--match-detail/--no-match-detail",
+                                      help="As in stylize."),
     palette: float = typer.Option(None, "--palette", min=0.0, max=1.0, help="As in stylize."),
     json_out: Path = typer.Option(None, "--json", help="Also write the results as JSON."),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
@@ -453,7 +500,8 @@ def eval_cmd(
     try:
         stylizer = Stylizer.from_style(str(weights or style), device)
         tiling = TileConfig(tile, overlap, scale, blend=blend, seamless=seamless,
-                            palette=palette, strokes=strokes, detail=detail)
+                            palette=palette, strokes=strokes, detail=detail,
+                            match_detail=match_detail)
         if photos is not None:
             result = evaluate(stylizer, photos, paintings,
                               EvalConfig(holdout_every=holdout_every, seam_photos=seam_photos),

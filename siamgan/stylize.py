@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from . import pyramid
+from .detail import DETAIL_LEVELS, match_detail
 from .images import resize
 from .palette import Palette, check_strength, match_palette
 from .tiling import BLENDS, NumpyTiles, tile_starts, tiled_apply
@@ -36,6 +37,11 @@ STROKES = ("picture", "pixel")
 the input's pixels (the input resized by it)."""
 
 DEFAULT_STROKES = {"picture_side": 256, "detail": 0.5}
+DEFAULT_OVERLAP = 1 / 8
+"""How much neighbouring tiles cross-fade by default, as a share of the tile (rounded to
+a multiple of 4 px: 8 px for 64-px tiles). On the Combo model's abutting tiles, flat
+areas of large photos kept a faint seam (score 1.26 at pitch 64 on one of the 12
+development photos); 8 px brings it to 1.23 (``docs/strokes.md``)."""
 """Stroke scale of a style that records none: its paintings were 256-px pictures."""
 
 COARSE_CONTEXT = 0.125
@@ -76,8 +82,9 @@ class TileConfig:
     """How an image is tiled at inference.
 
     ``tile_size`` None means the style's own tile size (what it was trained
-    at). ``overlap`` is in pixels; 0 (the default) abuts tiles exactly as the
-    Combo model did in training. ``scale`` is the brush size: with ``strokes``
+    at). ``overlap`` is in pixels; None (the default) means ⅛ of the tile
+    (:data:`DEFAULT_OVERLAP`; ``seamless`` sets its own), and 0 abuts tiles exactly as
+    the Combo model did in training. ``scale`` is the brush size: with ``strokes``
     ``"picture"`` (the default) 1 paints strokes as large, relative to the picture,
     as in the style's paintings, and smaller values give larger strokes
     (:mod:`siamgan.pyramid`: a coarse painting at that scale, plus finer rungs'
@@ -88,13 +95,16 @@ class TileConfig:
     keeps the tile pitch but runs tiles 1.5× as wide and keeps only their centres
     (``blend="crop"``): every kept pixel has a quarter tile of real surroundings,
     which hides the seams, for about 2.25× the model work (:meth:`Stylizer.layout`).
+    ``match_detail`` (``"picture"`` strokes, styles that record ``photo_detail``) raises
+    the coarsest rung's fine detail to the level of the photos the style learnt from,
+    before it is painted (:func:`siamgan.detail.match_detail`).
     ``palette`` is the strength (0 to 1) of the palette match after the generator
     (:func:`siamgan.palette.match_palette`); None means the style's own default, and
     a style without a recorded palette gets none.
     """
 
     tile_size: int | None = None
-    overlap: int = 0
+    overlap: int | None = None
     scale: float = 1.0
     batch_size: int = 16
     blend: str = "feather"
@@ -102,6 +112,7 @@ class TileConfig:
     palette: float | None = None
     strokes: str = "picture"
     detail: float | None = None
+    match_detail: bool = True
 
     def __post_init__(self) -> None:
         if self.strokes not in STROKES:
@@ -112,7 +123,7 @@ class TileConfig:
             check_strength(self.palette)
         if self.tile_size is not None and (self.tile_size < 4 or self.tile_size % 4):
             raise ValueError("tile_size must be a positive multiple of 4")
-        if self.overlap < 0:
+        if self.overlap is not None and self.overlap < 0:
             raise ValueError("overlap must be ≥ 0")
         if not 0.01 <= self.scale <= 8:
             raise ValueError("scale must be between 0.01 and 8")
@@ -161,7 +172,8 @@ def bfloat16_convolutions(generator: torch.nn.Module) -> torch.nn.Module:
 
 
 def check_strokes(strokes: dict) -> dict:
-    """A style's stroke scale, checked: ``picture_side`` 16–4096 px, ``detail`` 0–2."""
+    """A style's stroke scale, checked: ``picture_side`` 16–4096 px, ``detail`` 0–2,
+    and, if present, ``photo_detail`` (:func:`siamgan.detail.match_detail`)."""
     if not isinstance(strokes, dict):
         raise TypeError("strokes must be an object")
     side, detail = strokes.get("picture_side", 256), strokes.get("detail", 0.5)
@@ -169,6 +181,13 @@ def check_strokes(strokes: dict) -> dict:
         raise ValueError(f"picture_side must be an integer from 16 to 4096, got {side!r}")
     if isinstance(detail, bool) or not isinstance(detail, int | float) or not 0 <= detail <= 2:
         raise ValueError(f"detail must be a number from 0 to 2, got {detail!r}")
+    found = strokes.get("photo_detail")
+    if found is not None and not (
+            isinstance(found, list) and 1 <= len(found) <= DETAIL_LEVELS
+            and all(isinstance(v, int | float) and not isinstance(v, bool)
+                    and 0 <= v <= 255 for v in found)):
+        raise ValueError(f"photo_detail must be 1 to {DETAIL_LEVELS} numbers "
+                         f"from 0 to 255, got {found!r}")
     return strokes
 
 
@@ -311,7 +330,9 @@ class Painter:
         if tiling.seamless:
             tile = pitch + 4 * round(pitch / 8)  # 1.5 × pitch, a multiple of 4
             return tile, tile - pitch, "crop"
-        return pitch, min(tiling.overlap, pitch - 4), tiling.blend
+        overlap = (4 * round(pitch * DEFAULT_OVERLAP / 4) if tiling.overlap is None
+                   else tiling.overlap)
+        return pitch, min(overlap, pitch - 4), tiling.blend
 
     def _tiled(self, pixels: np.ndarray, t: TileConfig, run, on_band=None,
                device: Any = None) -> np.ndarray:
@@ -330,6 +351,9 @@ class Painter:
         for rh, rw in reversed([size for size, _ in plan]):
             finer = finer if finer.shape[:2] == (rh, rw) else resize(finer, rw, rh)
             inputs.insert(0, finer)
+        target = self.strokes.get("photo_detail")
+        if t.strokes == "picture" and t.match_detail and target:
+            inputs[0] = match_detail(inputs[0], target)
         outs = []
         for i, ((rh, _), (tile, overlap, blend)) in enumerate(plan):
             outs.append(tiled_apply(inputs[i], run, tile, overlap, t.batch_size,

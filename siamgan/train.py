@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from . import augment, distributed, losses
 from .data import CropConfig, CropSampler, colour_moments_of, load_collection
+from .detail import photo_detail
 from .images import image_grid, to_pixels
 from .models import (
     DiscriminatorConfig,
@@ -98,6 +99,7 @@ class TrainConfig:
     combo: bool = True
     min_crop_scale: float = 0.5
     zoom_a: float = 1.0
+    vivid_a: float = 0.0
     max_image_side: int = 512
     holdout_every: int = 0
     seed: int = 0
@@ -133,6 +135,8 @@ class TrainConfig:
             raise ValueError("seam_weight > 0 needs the Combo model (no seams without it)")
         if self.zoom_a < 1:
             raise ValueError("zoom_a must be ≥ 1")
+        if not 0 <= self.vivid_a <= 1:
+            raise ValueError("vivid_a must be in [0, 1]")
         if self.d_warmup < 0:
             raise ValueError("d_warmup must be ≥ 0")
         if self.patch_weight and not self.discriminator.patch_heads:
@@ -386,16 +390,19 @@ def picture_side(images: list[np.ndarray]) -> int:
 
 def style_config(cfg: TrainConfig, name: str, step: int, a_dir: str, b_dir: str,
                  counts: tuple[int, int], palette: Palette | None = None,
-                 side: int | None = None) -> dict:
+                 side: int | None = None, photo: list[float] | None = None) -> dict:
     """The JSON config exported next to a style's weights.
 
     ``palette``: the B images' colours, recorded with strength 0 (off until asked for
     with ``stylize --palette``, or given a default by ``siamgan palette``). ``side``:
-    the paintings' :func:`picture_side`, the style's stroke scale.
+    the paintings' :func:`picture_side`, the style's stroke scale; ``photo``: the
+    training photos' :func:`siamgan.detail.photo_detail` at that scale.
     """
+    strokes = {"picture_side": side, "detail": 0.5,
+               **({"photo_detail": photo} if photo else {})}
     return {
         "kind": "style", "name": name, "tile_size": cfg.tile_size,
-        **({"strokes": {"picture_side": side, "detail": 0.5}} if side else {}),
+        **({"strokes": strokes} if side else {}),
         "generator": asdict(cfg.generator),
         "description": f"{Path(a_dir).name} → {Path(b_dir).name}, {step} steps",
         "training": {"a": str(a_dir), "b": str(b_dir), "images_a": counts[0],
@@ -446,9 +453,9 @@ def train(cfg: TrainConfig, a_dir: str | Path, b_dir: str | Path, name: str,
 
 RESUME_CHANGES = ("margin", "cosine_weight", "mse_weight", "critic_weight", "identity_weight",
                   "seam_weight", "colour_weight", "contrast_weight", "nce_weight", "patch_weight",
-                  "lr_g", "lr_d", "zoom_a", "ema_decay", "combo")
+                  "lr_g", "lr_d", "zoom_a", "vivid_a", "ema_decay", "combo")
 """Config fields a resumed run may change: the objective's terms, the learning rates,
-the photo crops' zoom, the EMA's decay and Combo (``--no-combo``, for an ablation
+the photo crops' zoom and colourfulness, the EMA's decay and Combo (``--no-combo``, for an ablation
 branched from a checkpoint)."""
 
 
@@ -483,7 +490,8 @@ def _train(cfg: TrainConfig, a_dir: str | Path, b_dir: str | Path, name: str, ru
     images_b = load_collection(b_dir, cfg.max_image_side, cfg.crop_size, desc="domain B",
                                progress=progress)
     crop = CropConfig(cfg.crop_size, cfg.min_crop_scale)
-    crop_a = CropConfig(cfg.crop_size, cfg.min_crop_scale, max_zoom=cfg.zoom_a)
+    crop_a = CropConfig(cfg.crop_size, cfg.min_crop_scale, max_zoom=cfg.zoom_a,
+                        vivid_share=cfg.vivid_a)
     sampler_a = CropSampler(images_a, crop_a, cfg.seed * 2 + 1)
     sampler_b = CropSampler(images_b, crop, cfg.seed * 2 + 2)
     fixed = CropSampler(images_a, CropConfig(cfg.crop_size, 1.0, False), 12345).sample(8)
@@ -536,6 +544,7 @@ def _train(cfg: TrainConfig, a_dir: str | Path, b_dir: str | Path, name: str, ru
     counts = (len(images_a), len(images_b))
     palette = Palette.from_images(images_b)
     side = picture_side(images_b)
+    photo = photo_detail(images_a, side)
     colour = (tuple(t.to(device) for t in colour_moments_of(images_b))
               if cfg.colour_weight else None)
 
@@ -552,7 +561,7 @@ def _train(cfg: TrainConfig, a_dir: str | Path, b_dir: str | Path, name: str, ru
                 "sampler_b": sampler_b.state(), "rng": rng_state()})
             save_weights(run / f"{name}.safetensors", m.ema.state_dict(),
                          style_config(cfg, name, step, str(a_dir), str(b_dir), counts, palette,
-                                      side))
+                                      side, photo))
         distributed.barrier()  # no rank goes on before the checkpoint is complete
 
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {name}", unit="step",
@@ -599,6 +608,6 @@ def _train(cfg: TrainConfig, a_dir: str | Path, b_dir: str | Path, name: str, ru
         if main:
             export_style(name, m.ema.state_dict(),
                          style_config(cfg, name, step, str(a_dir), str(b_dir), counts, palette,
-                                      side), run)
+                                      side, photo), run)
         distributed.barrier()
     return weights

@@ -218,7 +218,7 @@ def test_seams_are_folded_at_the_pitch_of_overlapping_tiles():
     smooth = np.clip(np.linspace(60, 200, 256)[None, :, None] + noise, 0, 255).astype(np.uint8)
     cfg = EvalConfig(seam_photos=1, seam_width=480, seam_height=240)
     s = Stylizer(Darken(), tile_size=32)
-    abutting = seam_scores(s, [smooth], cfg, TileConfig(strokes="pixel"))
+    abutting = seam_scores(s, [smooth], cfg, TileConfig(overlap=0, strokes="pixel"))
     cropped = seam_scores(s, [smooth], cfg, TileConfig(tile_size=40, overlap=16, blend="crop",
                                                        strokes="pixel"))
     feathered = seam_scores(s, [smooth], cfg, TileConfig(overlap=8, strokes="pixel"))
@@ -230,6 +230,16 @@ def test_seams_are_folded_at_the_pitch_of_overlapping_tiles():
     assert abutting["level"]["stylized"][0] > 3 * abutting["level"]["input"][0]
     assert cropped["level"]["stylized"][0] == pytest.approx(cropped["level"]["input"][0],
                                                             abs=0.2)
+
+
+def test_tiles_cross_fade_over_an_eighth_of_the_tile_by_default():
+    s = Stylizer(torch.nn.Identity(), tile_size=64)
+    assert s.layout(TileConfig()) == (64, 8, "feather")
+    assert s.layout(TileConfig(tile_size=32)) == (32, 4, "feather")
+    assert s.layout(TileConfig(tile_size=16)) == (16, 0, "feather")  # 2 px: abutting
+    assert s.layout(TileConfig(overlap=0)) == (64, 0, "feather")  # as the Combo trained
+    assert s.layout(TileConfig(tile_size=128, blend="crop")) == (128, 16, "crop")
+    assert s.layout(TileConfig(seamless=True)) == (96, 32, "crop")  # seamless sets its own
 
 
 def test_seamless_runs_wider_tiles_and_keeps_their_centres(tmp_path):

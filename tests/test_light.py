@@ -125,6 +125,8 @@ def test_cli_stylizes_without_torch(tmp_path):
                                   ["eval", "--paintings", "p", "--style", "vangogh"],
                                   ["export", "vangogh", "-o", "x"],
                                   ["palette", "--paintings", "p", "-s", "vangogh", "-o", "x"],
+                                  ["photo-detail", "--photos", "p", "-s", "vangogh", "-o",
+                                   "x"],
                                   ["dcgan", "sample"]])
 def test_training_commands_say_what_to_install_without_a_traceback(args):
     done = light(*args)

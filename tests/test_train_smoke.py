@@ -221,3 +221,34 @@ def test_darkened_crops_keep_the_stream_and_are_scaled_down():
         CropConfig(dark_share=1.5)
     with pytest.raises(ValueError):
         CropConfig(min_exposure=0.0)
+
+
+def test_vivid_crops_keep_the_stream_grey_and_brightness_and_gain_colour():
+    from siamgan.data import CropConfig, CropSampler, saturate
+
+    rng = np.random.default_rng(1)
+    images = [rng.integers(64, 192, (128, 128, 3), dtype=np.uint8) for _ in range(3)]
+    plain = CropSampler(images, CropConfig(32, 1.0, max_zoom=4.0), 3).sample(32)
+    off = CropSampler(images, CropConfig(32, 1.0, max_zoom=4.0, vivid_share=0.0), 3).sample(32)
+    assert torch.equal(plain, off)  # off draws nothing: earlier runs' crops are unchanged
+    vivid = CropSampler(images, CropConfig(32, 1.0, max_zoom=4.0, vivid_share=1.0,
+                                           max_saturation=3.0), 3).sample(32)
+    luma = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    grey = lambda x: (x * luma).sum(1, keepdim=True)  # noqa: E731
+    colour = lambda x: (x - grey(x)).abs().mean(dim=(1, 2, 3))  # noqa: E731
+    # (Each vivid crop draws one more number, so the crops differ from there on.)
+    assert colour(vivid).mean() > 1.3 * colour(plain).mean()
+    assert abs(grey(vivid).mean() - grey(plain).mean()) < 0.05
+    img = images[0]
+    assert np.array_equal(saturate(img, 1.0), img)
+    mild = rng.integers(110, 147, (16, 16, 3), dtype=np.uint8)  # nothing clips at 1.7×
+    np.testing.assert_allclose(saturate(mild, 1.7).astype(float) @ [0.299, 0.587, 0.114],
+                               mild.astype(float) @ [0.299, 0.587, 0.114], atol=1.0)
+    flat = np.full((4, 4, 3), 77, np.uint8)
+    assert np.array_equal(saturate(flat, 2.0), flat)  # grey stays grey
+    px = np.array([[[100, 120, 140]]], np.uint8)
+    g = px.astype(float) @ [0.299, 0.587, 0.114]
+    np.testing.assert_allclose(saturate(px, 2.0).astype(float), g + 2 * (px - g), atol=0.6)
+    for bad in ({"vivid_share": 1.5}, {"max_saturation": 0.5}):
+        with pytest.raises(ValueError):
+            CropConfig(**bad)
