@@ -191,6 +191,10 @@ def train_cmd(
                                    help="Weight of the contrast term: the spread of each crop's "
                                         "colour contrast held to the paintings' crops' "
                                         "(default 0)."),
+    chroma: float = typer.Option(None, "--chroma",
+                                 help="Weight of the chroma term: the spread of each crop's "
+                                      "colourfulness held to the paintings' crops' "
+                                      "(default 0)."),
     nce: float = typer.Option(None, "--nce",
                               help="Weight of PatchNCE (CUT) on G's own encoder features: each "
                                    "patch of a translation must match the same place of its "
@@ -265,7 +269,7 @@ def train_cmd(
                                        mse_weight=mse, critic_weight=critic,
                                        seam_weight=seam, colour_weight=colour, zoom_a=zoom_a,
                                        vivid_a=vivid_a,
-                                       contrast_weight=contrast,
+                                       contrast_weight=contrast, chroma_weight=chroma,
                                        ema_decay=ema_decay, nce_weight=nce,
                                        patch_weight=patch_weight).items()
                  if v is not None}

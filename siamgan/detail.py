@@ -5,9 +5,10 @@ photo shrunk to the coarse rung (:mod:`siamgan.pyramid`) is often far smoother t
 those (a macro shot, a bokeh background, a clean sky), and the generator then paints
 too little on it: seen whole, the picture stays a tinted photo. So a style records its
 photos' detail (``strokes.photo_detail``: :func:`photo_detail`, the median energy of
-the finest Laplacian bands, seen at the coarse rung's size), and ``stylize`` raises a
-smoother coarse rung to that level before painting it (:func:`match_detail`). Pure
-NumPy functions (the light install uses them), plus :func:`record_photo_detail`.
+the finest Laplacian bands relative to the brightness, seen at the coarse rung's size),
+and ``stylize`` raises a smoother coarse rung to that level before painting it
+(:func:`match_detail`). Pure NumPy functions (the light install uses them), plus
+:func:`record_photo_detail`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,11 @@ from .images import resize
 
 BINOMIAL = np.array([1, 4, 6, 4, 1], dtype=np.float32) / 16
 DETAIL_LEVELS = 3
+"""The most bands a style's record may hold (:func:`siamgan.stylize.check_strokes`)."""
+MATCHED_LEVELS = 2
+"""The bands :func:`photo_detail` records, so ``stylize`` matches: the two finest. The
+third (forms of 8–16 px on the coarse rung) raised too overshot the paintings' ¼ band on
+the large photos (``docs/strokes.md``)."""
 MAX_DETAIL_GAIN = 4.0
 
 
@@ -59,9 +65,16 @@ def detail_bands(pixels: np.ndarray, levels: int = DETAIL_LEVELS) -> list[np.nda
 
 
 def detail_energy(pixels: np.ndarray, levels: int = DETAIL_LEVELS) -> list[float]:
-    """Mean absolute value of each of the finest ``levels`` bands (:func:`detail_bands`):
-    how much fine detail a picture has, finest first."""
-    return [float(np.abs(b).mean()) for b in detail_bands(pixels, levels)]
+    """How much fine detail a picture has, finest first: the mean absolute value of each
+    of the finest ``levels`` bands (:func:`detail_bands`) in percent of the picture's
+    mean level. Relative to the brightness, so a night photo's detail is not taken for
+    missing because its values are small."""
+    return _relative(pixels, [float(np.abs(b).mean()) for b in detail_bands(pixels, levels)])
+
+
+def _relative(pixels: np.ndarray, energies: list[float]) -> list[float]:
+    level = max(float(pixels.mean()), 1.0)
+    return [100.0 * e / level for e in energies]
 
 
 def detail_gains(energy: Sequence[float], target: Sequence[float],
@@ -77,7 +90,8 @@ def match_detail(pixels: np.ndarray, target: Sequence[float],
     """H×W×3 uint8 with each of its finest bands that has less energy than ``target``
     scaled up toward it (:func:`detail_gains`); the picture itself if none has less."""
     bands = detail_bands(pixels, len(target))
-    gains = detail_gains([float(np.abs(b).mean()) for b in bands], target, max_gain)
+    gains = detail_gains(_relative(pixels, [float(np.abs(b).mean()) for b in bands]),
+                         target, max_gain)
     if all(g == 1.0 for g in gains):
         return pixels
     add = None
@@ -89,7 +103,7 @@ def match_detail(pixels: np.ndarray, target: Sequence[float],
 
 
 def photo_detail(images: Sequence[np.ndarray], picture_side: int,
-                 levels: int = DETAIL_LEVELS) -> list[float]:
+                 levels: int = MATCHED_LEVELS) -> list[float]:
     """The median :func:`detail_energy` of photos seen as the coarse rung sees them:
     each larger than ``picture_side``² pixels is first shrunk to that area, as
     ``stylize`` shrinks a large photo to its coarse rung (:func:`siamgan.pyramid.ladder`).

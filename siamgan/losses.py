@@ -77,25 +77,51 @@ def colour_moments(x: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor) -> to
     return (got_mean - mean).pow(2).sum() + (got_cov - cov).pow(2).sum()
 
 
+def _sorted_w2(got: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """Per column, a 1-D Wasserstein-2 between the rows of ``got`` (n×k) and the same
+    quantiles of ``ref``'s (m×k, no gradient): squared differences, averaged."""
+    got = got.sort(dim=0).values
+    n = got.shape[0]  # the i-th of n sorted values is the quantile i / (n − 1)
+    q = torch.linspace(0, 1, n, dtype=got.dtype, device=got.device) if n > 1 else \
+        torch.full((1,), 0.5, dtype=got.dtype, device=got.device)
+    want = torch.quantile(ref.detach().to(got.dtype), q, dim=0)
+    return (got - want).pow(2).mean()
+
+
 def crop_contrast(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     """How far the crops' contrasts are spread unlike the reference crops' (the paintings').
 
     A crop's contrast is the standard deviation of each colour channel over its pixels.
     Per channel, the sorted contrasts of ``x`` (B×3×H×W) are compared with the same
-    quantiles of ``ref``'s (squared differences, averaged): a 1-D Wasserstein-2 between
-    the two sets. Each crop keeps its own mean colour, and flat crops are allowed as often
-    as the paintings have them; a batch of washed-out translations is not. ``ref`` gets
-    no gradient.
+    quantiles of ``ref``'s (:func:`_sorted_w2`). Each crop keeps its own mean colour, and
+    flat crops are allowed as often as the paintings have them; a batch of washed-out
+    translations is not. ``ref`` gets no gradient.
     """
     def contrasts(t: torch.Tensor) -> torch.Tensor:
         return t.flatten(2).std(dim=2)  # (B, 3)
 
-    got = contrasts(x).sort(dim=0).values
-    n = got.shape[0]  # the i-th of n sorted contrasts is the quantile i / (n − 1)
-    q = torch.linspace(0, 1, n, dtype=got.dtype, device=got.device) if n > 1 else \
-        torch.full((1,), 0.5, dtype=got.dtype, device=got.device)
-    want = torch.quantile(contrasts(ref.detach()).to(got.dtype), q, dim=0)
-    return (got - want).pow(2).mean()
+    return _sorted_w2(contrasts(x), contrasts(ref))
+
+
+LUMA = (0.299, 0.587, 0.114)
+
+
+def crop_chroma(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """How far the crops' colourfulness is spread unlike the reference crops' (the
+    paintings').
+
+    A crop's colourfulness is the mean distance of its pixels from their grey (BT.601
+    luma), over pixels and channels. The sorted values of ``x`` (B×3×H×W) are compared
+    with the same quantiles of ``ref``'s (:func:`_sorted_w2`): each translation may be as
+    grey or as vivid as some of the paintings are, but a batch more vivid than the
+    paintings, crop by crop, is not. Hue and brightness are free. ``ref`` gets no gradient.
+    """
+    def chroma(t: torch.Tensor) -> torch.Tensor:
+        luma = torch.tensor(LUMA, dtype=t.dtype, device=t.device).view(1, 3, 1, 1)
+        grey = (t * luma).sum(dim=1, keepdim=True)
+        return (t - grey).abs().mean(dim=(1, 2, 3)).unsqueeze(1)  # (B, 1)
+
+    return _sorted_w2(chroma(x), chroma(ref))
 
 
 def _step_profile(x: torch.Tensor, dim: int) -> torch.Tensor:

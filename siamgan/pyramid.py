@@ -147,4 +147,3 @@ def compose(rungs: list[np.ndarray], weights: Sequence[float],
 def _float(pixels: np.ndarray) -> np.ndarray:
     """H×W×3 uint8 → 3×H×W float32."""
     return pixels.transpose(2, 0, 1).astype(np.float32)
-

@@ -185,9 +185,9 @@ def check_strokes(strokes: dict) -> dict:
     if found is not None and not (
             isinstance(found, list) and 1 <= len(found) <= DETAIL_LEVELS
             and all(isinstance(v, int | float) and not isinstance(v, bool)
-                    and 0 <= v <= 255 for v in found)):
+                    and 0 <= v <= 1000 for v in found)):
         raise ValueError(f"photo_detail must be 1 to {DETAIL_LEVELS} numbers "
-                         f"from 0 to 255, got {found!r}")
+                         f"from 0 to 1000, got {found!r}")
     return strokes
 
 

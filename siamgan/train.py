@@ -60,7 +60,9 @@ class TrainConfig:
     ``colour_weight`` adds :func:`losses.colour_moments`, which holds the colour mean
     and covariance of each batch of translations to those of all the paintings;
     ``contrast_weight`` adds :func:`losses.crop_contrast`, which holds the spread of the
-    translations' per-crop colour contrast to that of the step's painting crops.
+    translations' per-crop colour contrast to that of the step's painting crops;
+    ``chroma_weight`` adds :func:`losses.crop_chroma`, the same for each crop's
+    colourfulness.
 
     The v2 terms (``docs/training.md``): ``nce_weight`` adds CUT's PatchNCE
     (:func:`losses.patch_nce`) between G's own encoder features of each photo crop
@@ -88,6 +90,7 @@ class TrainConfig:
     seam_weight: float = 0.0
     colour_weight: float = 0.0
     contrast_weight: float = 0.0
+    chroma_weight: float = 0.0
     nce_weight: float = 0.0
     nce_patches: int = 256
     nce_tau: float = 0.07
@@ -368,6 +371,10 @@ def _generator_loss(disc: nn.Module, out: torch.Tensor, a: torch.Tensor, b: torc
         g_contrast = losses.crop_contrast(ab, b if paintings is None else paintings)
         loss_g = loss_g + cfg.contrast_weight * g_contrast
         stats["contrast"] = g_contrast.item()
+    if cfg.chroma_weight:
+        g_chroma = losses.crop_chroma(ab, b if paintings is None else paintings)
+        loss_g = loss_g + cfg.chroma_weight * g_chroma
+        stats["chroma"] = g_chroma.item()
     return loss_g, stats
 
 
@@ -452,7 +459,8 @@ def train(cfg: TrainConfig, a_dir: str | Path, b_dir: str | Path, name: str,
 
 
 RESUME_CHANGES = ("margin", "cosine_weight", "mse_weight", "critic_weight", "identity_weight",
-                  "seam_weight", "colour_weight", "contrast_weight", "nce_weight", "patch_weight",
+                  "seam_weight", "colour_weight", "contrast_weight", "chroma_weight",
+                  "nce_weight", "patch_weight",
                   "lr_g", "lr_d", "zoom_a", "vivid_a", "ema_decay", "combo")
 """Config fields a resumed run may change: the objective's terms, the learning rates,
 the photo crops' zoom and colourfulness, the EMA's decay and Combo (``--no-combo``, for an ablation

@@ -345,6 +345,30 @@ def test_contrast_term_is_trained_and_logged():
     assert math.isfinite(stats["contrast"]) and stats["contrast"] > 0
 
 
+def test_crop_chroma_compares_colourfulness_not_hue_or_brightness():
+    torch.manual_seed(0)
+    base = torch.rand(6, 3, 16, 16) * 1.2 - 0.6
+    grey = (base * torch.tensor(losses.LUMA).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    # Reordered, and brighter (a grey shift keeps every pixel's distance from grey).
+    same = base.flip(0) + 0.2
+    assert losses.crop_chroma(same, base).item() == pytest.approx(0.0, abs=1e-10)
+    # More vivid translations pay, the more the more vivid; so do greyer ones.
+    vivid = lambda f: grey + f * (base - grey)  # noqa: E731
+    assert 0 < losses.crop_chroma(vivid(1.5), base).item() < \
+        losses.crop_chroma(vivid(2.0), base).item()
+    assert losses.crop_chroma(vivid(0.3), base).item() > 0
+    x, ref = vivid(1.5).requires_grad_(), base.clone().requires_grad_()
+    losses.crop_chroma(x, ref).backward()
+    assert x.grad.abs().sum() > 0 and ref.grad is None
+
+
+def test_chroma_term_is_trained_and_logged():
+    cfg = tiny(chroma_weight=2.0, tile_size=16)
+    m = build_models(cfg, torch.device("cpu"))
+    stats = train_step(m, batch(cfg, 1), batch(cfg, 2), cfg)
+    assert math.isfinite(stats["chroma"]) and stats["chroma"] > 0
+
+
 def test_grid_level_is_zero_without_a_frame_and_finds_one():
     torch.manual_seed(0)
     flat = torch.full((2, 3, 32, 48), 0.3)
