@@ -385,13 +385,23 @@ def polish(
         fail(str(e), 2)
 
 
+def _new_style_option() -> typer.models.OptionInfo:
+    """``-o``: where a command that records something in a style writes the new one."""
+    return typer.Option(..., "-o", "--output",
+                        help="The new style's .safetensors file (its .json beside it).")
+
+
+def _source_style_option() -> typer.models.OptionInfo:
+    """``--style``: the style such a command starts from."""
+    return typer.Option(..., "--style", "-s",
+                        help="The style (a name or a .safetensors path).")
+
+
 @app.command(name="palette")
 def palette_cmd(
     paintings: Path = typer.Option(..., "--paintings", help="Folder of the style's paintings."),
-    output: Path = typer.Option(..., "-o", "--output",
-                                help="The new style's .safetensors file (its .json beside it)."),
-    style: str = typer.Option(..., "--style", "-s", help="The style (a name or a .safetensors "
-                                                         "path)."),
+    output: Path = _new_style_option(),
+    style: str = _source_style_option(),
     strength: float = typer.Option(0.5, "--strength", min=0.0, max=1.0,
                                    help="Default strength of the palette match (0 = off)."),
 ) -> None:
@@ -414,10 +424,8 @@ def palette_cmd(
 @app.command(name="photo-detail")
 def photo_detail_cmd(
     photos: Path = typer.Option(..., "--photos", help="Folder of the style's training photos."),
-    output: Path = typer.Option(..., "-o", "--output",
-                                help="The new style's .safetensors file (its .json beside it)."),
-    style: str = typer.Option(..., "--style", "-s", help="The style (a name or a .safetensors "
-                                                         "path)."),
+    output: Path = _new_style_option(),
+    style: str = _source_style_option(),
     holdout_every: int = typer.Option(10, "--holdout-every", min=0,
                                       help="Leave out every K-th photo (sorted), as `train "
                                            "--holdout-every K` did; 0 = use all."),

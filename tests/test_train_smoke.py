@@ -203,16 +203,26 @@ def test_zoomed_photo_crops_are_enlarged_and_flatter():
     assert (steps(plain) < 0.5 * steps(plain).median()).sum() == 0
 
 
-def test_darkened_crops_keep_the_stream_and_are_scaled_down():
+def plain_and_altered_crops(images, share: str, **extra):
+    """32 crops drawn plainly and 32 with every crop altered (``share`` 1, ``extra``), from
+    the same seed; with ``share`` 0 the crops must be the plain ones exactly (no draw when
+    off: earlier runs' crops are unchanged)."""
     from siamgan.data import CropConfig, CropSampler
+
+    def crops(**cfg):
+        return CropSampler(images, CropConfig(32, 1.0, max_zoom=4.0, **cfg), 3).sample(32)
+
+    plain = crops()
+    assert torch.equal(plain, crops(**{share: 0.0}))
+    return plain, crops(**{share: 1.0}, **extra)
+
+
+def test_darkened_crops_keep_the_stream_and_are_scaled_down():
+    from siamgan.data import CropConfig
 
     rng = np.random.default_rng(0)
     images = [rng.integers(64, 256, (128, 128, 3), dtype=np.uint8) for _ in range(3)]
-    plain = CropSampler(images, CropConfig(32, 1.0, max_zoom=4.0), 3).sample(32)
-    off = CropSampler(images, CropConfig(32, 1.0, max_zoom=4.0, dark_share=0.0), 3).sample(32)
-    assert torch.equal(plain, off)  # off draws nothing: earlier runs' crops are unchanged
-    dark = CropSampler(images, CropConfig(32, 1.0, max_zoom=4.0, dark_share=1.0,
-                                          min_exposure=0.25), 3).sample(32)
+    plain, dark = plain_and_altered_crops(images, "dark_share", min_exposure=0.25)
     level = lambda x: (x.mean(dim=(1, 2, 3)) + 1) / 2  # noqa: E731
     # Every crop darkened by 1–4×: its mean level drops below the plain crops' lowest.
     assert (level(dark) < level(plain).min()).float().mean() > 0.5
@@ -224,15 +234,11 @@ def test_darkened_crops_keep_the_stream_and_are_scaled_down():
 
 
 def test_vivid_crops_keep_the_stream_grey_and_brightness_and_gain_colour():
-    from siamgan.data import CropConfig, CropSampler, saturate
+    from siamgan.data import CropConfig, saturate
 
     rng = np.random.default_rng(1)
     images = [rng.integers(64, 192, (128, 128, 3), dtype=np.uint8) for _ in range(3)]
-    plain = CropSampler(images, CropConfig(32, 1.0, max_zoom=4.0), 3).sample(32)
-    off = CropSampler(images, CropConfig(32, 1.0, max_zoom=4.0, vivid_share=0.0), 3).sample(32)
-    assert torch.equal(plain, off)  # off draws nothing: earlier runs' crops are unchanged
-    vivid = CropSampler(images, CropConfig(32, 1.0, max_zoom=4.0, vivid_share=1.0,
-                                           max_saturation=3.0), 3).sample(32)
+    plain, vivid = plain_and_altered_crops(images, "vivid_share", max_saturation=3.0)
     luma = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
     grey = lambda x: (x * luma).sum(1, keepdim=True)  # noqa: E731
     colour = lambda x: (x - grey(x)).abs().mean(dim=(1, 2, 3))  # noqa: E731
