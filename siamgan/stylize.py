@@ -12,6 +12,7 @@ stylizer is made.
 from __future__ import annotations
 
 import copy
+import functools
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from . import pyramid
 from .detail import DETAIL_LEVELS, match_detail
 from .images import resize
 from .palette import Palette, check_strength, match_palette
-from .tiling import BLENDS, NumpyTiles, tile_starts, tiled_apply
+from .tiling import BLENDS, NumpyTiles, shift_averaged, tile_starts, tiled_apply
 from .weights_io import WeightsError, check_style_config, find_style
 
 if TYPE_CHECKING:
@@ -37,12 +38,22 @@ STROKES = ("picture", "pixel")
 the input's pixels (the input resized by it)."""
 
 DEFAULT_STROKES = {"picture_side": 256, "detail": 0.5}
+"""Stroke scale of a style that records none: its paintings were 256-px pictures."""
+
 DEFAULT_OVERLAP = 1 / 8
 """How much neighbouring tiles cross-fade by default, as a share of the tile (rounded to
 a multiple of 4 px: 8 px for 64-px tiles). On the Combo model's abutting tiles, flat
 areas of large photos kept a faint seam (score 1.26 at pitch 64 on one of the 12
 development photos); 8 px brings it to 1.23 (``docs/strokes.md``)."""
-"""Stroke scale of a style that records none: its paintings were 256-px pictures."""
+
+GRID_SHIFTS = ((0, 0), (2, 2))
+"""With ``shift_average``: the shifts (px) of the passes averaged on a magnified rung,
+half the generator's 4-px inner grid (two stride-2 convolutions) along the diagonal
+(:func:`siamgan.tiling.shift_averaged`)."""
+
+SHIFT_MAGNIFIED = 3.0
+"""Rungs the output magnifies this many times or more get ``shift_average``: there the
+generator's grid steps (4 px on the rung) would be 12 px or more in the output."""
 
 COARSE_CONTEXT = 0.125
 """Coarse rungs keep each tile's centre, with this share of the pitch of real
@@ -98,6 +109,10 @@ class TileConfig:
     ``match_detail`` (``"picture"`` strokes, styles that record ``photo_detail``) raises
     the coarsest rung's fine detail to the level of the photos the style learnt from,
     before it is painted (:func:`siamgan.detail.match_detail`).
+    ``shift_average`` paints each rung that the output magnifies
+    :data:`SHIFT_MAGNIFIED` times or more twice, the second time shifted by half the
+    generator's inner grid, and averages them: slanted edges painted as small steps
+    would otherwise be magnified into a staircase (:data:`GRID_SHIFTS`).
     ``palette`` is the strength (0 to 1) of the palette match after the generator
     (:func:`siamgan.palette.match_palette`); None means the style's own default, and
     a style without a recorded palette gets none.
@@ -113,6 +128,7 @@ class TileConfig:
     strokes: str = "picture"
     detail: float | None = None
     match_detail: bool = True
+    shift_average: bool = True
 
     def __post_init__(self) -> None:
         if self.strokes not in STROKES:
@@ -292,8 +308,20 @@ class Painter:
         for (h, w), layout in self.rungs(height, width, t):
             tile, overlap, _ = layout
             stride = tile - overlap
-            count += len(tile_starts(h, tile, stride)) * len(tile_starts(w, tile, stride))
+            for dy, dx in self.shifts(h, height, t):
+                count += (len(tile_starts(h + dy, tile, stride))
+                          * len(tile_starts(w + dx, tile, stride)))
         return count
+
+    @staticmethod
+    def shifts(rung_height: int, height: int, tiling: TileConfig
+               ) -> tuple[tuple[int, int], ...]:
+        """The passes a rung is painted in (:func:`siamgan.tiling.shift_averaged`): two,
+        :data:`GRID_SHIFTS`, where the output magnifies it :data:`SHIFT_MAGNIFIED`× or
+        more and ``shift_average`` is on; else one, unshifted."""
+        if tiling.shift_average and rung_height * SHIFT_MAGNIFIED <= height:
+            return GRID_SHIFTS
+        return ((0, 0),)
 
     def detail(self, tiling: TileConfig | None = None) -> float:
         """Weight of the finer rungs' detail that ``tiling`` means for this style."""
@@ -356,8 +384,10 @@ class Painter:
             inputs[0] = match_detail(inputs[0], target)
         outs = []
         for i, ((rh, _), (tile, overlap, blend)) in enumerate(plan):
-            outs.append(tiled_apply(inputs[i], run, tile, overlap, t.batch_size,
-                                    progress.rung(i, rh), blend, device))
+            paint = functools.partial(tiled_apply, fn=run, tile=tile, overlap=overlap,
+                                      batch_size=t.batch_size, blend=blend, device=device)
+            outs.append(shift_averaged(inputs[i], paint, self.shifts(rh, h, t),
+                                       progress.rung(i, rh)))
             inputs[i] = None  # type: ignore[call-overload]
         if len(outs) == 1:
             return resize(outs[0], w, h)

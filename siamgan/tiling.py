@@ -12,7 +12,7 @@ Two users:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -84,6 +84,33 @@ def reflect_index(idx: np.ndarray, n: int) -> np.ndarray:
     period = 2 * n - 2
     idx = np.mod(idx, period)
     return np.where(idx < n, idx, period - idx)
+
+
+def shift_averaged(pixels: np.ndarray, paint: Callable[..., np.ndarray],
+                   shifts: Sequence[tuple[int, int]],
+                   on_band: Callable[[int], None] | None = None) -> np.ndarray:
+    """The mean of ``paint`` over copies of an H×W×3 uint8 picture shifted down and right
+    by each ``(dy, dx)`` px (its edge rows and columns repeated), each result shifted
+    back; H×W×3 uint8.
+
+    A generator that works on a coarser grid inside (:class:`siamgan.models.PatchGenerator`
+    on a 4-px one) lays slanted edges along that grid as small steps; where the output
+    is magnified they become a staircase. Shifted by half the grid, the steps fall
+    elsewhere, and the mean smooths them. ``paint(picture, on_band=...)`` paints one
+    copy (:func:`tiled_apply` with its other arguments bound); ``on_band`` follows the
+    last one only. One shift ``(0, 0)`` paints the picture itself, with no float copy.
+    """
+    if not shifts:
+        raise ValueError("at least one shift")
+    if list(shifts) == [(0, 0)]:
+        return paint(pixels, on_band=on_band)
+    h, w = pixels.shape[:2]
+    total = np.zeros(pixels.shape, np.float32)
+    for i, (dy, dx) in enumerate(shifts):
+        shifted = np.pad(pixels, ((dy, 0), (dx, 0), (0, 0)), mode="edge")
+        last = i == len(shifts) - 1
+        total += paint(shifted, on_band=on_band if last else None)[dy:dy + h, dx:dx + w]
+    return np.clip(np.round(total / len(shifts)), 0, 255).astype(np.uint8)
 
 
 def tile_starts(length: int, tile: int, stride: int) -> list[int]:

@@ -273,3 +273,74 @@ def test_tiled_apply_on_a_device_matches_the_host_path(overlap, blend):
     assert isinstance(on_device, np.ndarray) and on_device.dtype == np.uint8
     np.testing.assert_array_equal(on_device, host)
     assert calls[-1] == 37
+
+
+def blocky(picture: np.ndarray, on_band=None) -> np.ndarray:
+    """A painter on a 4-px inner grid: each 4×4 block (from the picture's corner) becomes
+    its mean, so a slanted edge comes out as a staircase."""
+    h, w = picture.shape[:2]
+    ph, pw = -h % 4, -w % 4
+    p = np.pad(picture.astype(np.float32), ((0, ph), (0, pw), (0, 0)), mode="edge")
+    means = p.reshape(p.shape[0] // 4, 4, p.shape[1] // 4, 4, 3).mean((1, 3))
+    out = np.repeat(np.repeat(means, 4, 0), 4, 1)[:h, :w]
+    if on_band is not None:
+        on_band(h)
+    return np.round(out).astype(np.uint8)
+
+
+def slanted_edge(h: int = 40, w: int = 48) -> np.ndarray:
+    y, x = np.mgrid[:h, :w]
+    return np.where(y > 0.6 * x + 5, 220, 30).astype(np.uint8)[..., None].repeat(3, 2)
+
+
+def test_shift_averaged_identity_and_one_pass():
+    img = noise(21, 30)
+    same = tiling.shift_averaged(img, lambda p, on_band=None: p, ((0, 0), (2, 2)))
+    assert np.array_equal(same, img)  # shifted, painted, shifted back: exact
+    painted = np.zeros_like(img)
+    assert tiling.shift_averaged(img, lambda p, on_band=None: painted, ((0, 0),)) is painted
+    with pytest.raises(ValueError):
+        tiling.shift_averaged(img, blocky, ())
+
+
+def test_shift_averaged_smooths_a_grid_staircase_and_reports_once():
+    edge = slanted_edge()
+    one = tiling.shift_averaged(edge, blocky, ((0, 0),))
+    reports = []
+    two = tiling.shift_averaged(edge, blocky, ((0, 0), (2, 2)), on_band=reports.append)
+    # The staircase is what depends on where the grid falls: measured against the mean
+    # over every placement of the grid (a painter that no longer has one).
+    every = tiling.shift_averaged(edge, blocky, [(dy, dx) for dy in range(4) for dx in range(4)])
+    err = lambda out: np.abs(out.astype(float) - every).mean()  # noqa: E731
+    assert err(two) < 0.7 * err(one)
+    assert reports == [edge.shape[0] + 2]  # the last (shifted) pass only
+
+
+def test_stylizer_shift_averages_only_the_magnified_rungs():
+    from siamgan.stylize import GRID_SHIFTS, SHIFT_MAGNIFIED
+
+    class Count(torch.nn.Module):  # the identity, counting the tiles it paints
+        tiles = 0
+
+        def forward(self, x):
+            Count.tiles += x.shape[0]
+            return x
+
+    s = Stylizer(Count(), TILE, config={"strokes": {"picture_side": 32, "detail": 0.5}})
+    t_on, t_off = TileConfig(), TileConfig(shift_average=False)
+    h, w = 150, 200
+    rungs = [size for size, _ in s.rungs(h, w, t_on)]
+    magnified = [rh * SHIFT_MAGNIFIED <= h for rh, _ in rungs]
+    assert magnified[0] and not magnified[-1]
+    assert [s.shifts(rh, h, t_on) for rh, _ in rungs] == [
+        GRID_SHIFTS if m else ((0, 0),) for m in magnified]
+    assert all(s.shifts(rh, h, t_off) == ((0, 0),) for rh, _ in rungs)
+    # The count of tiles (which batches small images) is that of the passes painted.
+    for t in (t_on, t_off):
+        Count.tiles = 0
+        s.stylize_array(noise(h, w), t)
+        assert Count.tiles == s.tile_count(h, w, t)
+    assert s.tile_count(h, w, t_on) > s.tile_count(h, w, t_off)
+    # A picture no larger than the paintings has one rung, at its own size: untouched.
+    small = noise(30, 30)
+    assert np.array_equal(s.stylize_array(small, t_on), s.stylize_array(small, t_off))
