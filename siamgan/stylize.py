@@ -279,7 +279,8 @@ class Painter:
 
         For small images (fewer tiles than a batch) this means fewer, fuller passes.
         Each image is tiled twice: once to collect its tiles, once to put the
-        model's outputs back in the same order. The results equal
+        model's outputs back in the same order. Tiles of one size share passes (the
+        coarse rungs' tiles are larger than the full-size rung's). The results equal
         :meth:`stylize_array` image by image.
         """
         t = tiling or TileConfig()
@@ -293,11 +294,16 @@ class Painter:
             self._tiled(pixels, t, NumpyTiles(collect))
         if not collected:
             return []
-        every = np.concatenate(collected)
-        outs = np.concatenate([self.run_tiles(every[i : i + t.batch_size])
-                               for i in range(0, len(every), t.batch_size)])
-        ends = np.cumsum([len(c) for c in collected])
-        queue = iter(np.split(outs, ends[:-1]))
+        painted: list[np.ndarray] = [np.empty(0)] * len(collected)
+        for shape in dict.fromkeys(c.shape[1:] for c in collected):
+            which = [i for i, c in enumerate(collected) if c.shape[1:] == shape]
+            every = np.concatenate([collected[i] for i in which])
+            outs = np.concatenate([self.run_tiles(every[i : i + t.batch_size])
+                                   for i in range(0, len(every), t.batch_size)])
+            ends = np.cumsum([len(collected[i]) for i in which])
+            for i, out in zip(which, np.split(outs, ends[:-1])):
+                painted[i] = out
+        queue = iter(painted)
         return [self._recolour(self._tiled(pixels, t, NumpyTiles(lambda _: next(queue))), t)
                 for pixels in images]
 

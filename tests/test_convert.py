@@ -295,12 +295,17 @@ def test_small_images_share_forward_passes_with_the_same_results(tmp_path):
     images = [rgb(h, w, seed=i) for i, (h, w) in enumerate(sizes)]
     gen = CountingGenerator()
     s = Stylizer(gen, tile_size=16)
-    for tiling in (TileConfig(batch_size=8), TileConfig(batch_size=8, overlap=4, scale=1.5)):
+    # scale 0.3: three rungs, the coarse ones in larger tiles, the coarsest painted twice
+    # (shift averaging).
+    for tiling in (TileConfig(batch_size=8), TileConfig(batch_size=8, overlap=4, scale=1.5),
+                   TileConfig(batch_size=8, scale=0.3)):
         alone = [s.stylize_array(im, tiling) for im in images]
         gen.calls = 0
         together = s.stylize_arrays(images, tiling)
         tiles = sum(s.tile_count(*im.shape[:2], tiling) for im in images)
-        assert gen.calls == -(-tiles // 8) < len(images)
+        assert gen.calls < len(images)
+        if tiling.scale >= 1:  # one tile size: every pass full but the last
+            assert gen.calls == -(-tiles // 8)
         for a, b in zip(alone, together):
             np.testing.assert_array_equal(a, b)
 
