@@ -168,3 +168,24 @@ def test_a_user_style_without_onnx_or_json_is_one_line_in_the_light_install(tmp_
     done = light("stylize", str(tmp_path / "in.png"), "-o", str(tmp_path / "o.png"), "-s", "mine")
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "no ONNX model beside it" in done.stderr
+
+
+def test_full_install_stylizes_on_onnx_without_importing_torch_where_no_gpu_driver_is(tmp_path):
+    """With torch installed, `--device auto` on a Linux host with no GPU driver picks the
+    ONNX runtime without importing torch (1.8 s and 0.45 GiB here) to ask for CUDA."""
+    from siamgan.stylize import GPU_DRIVER_FILES
+
+    if not sys.platform.startswith("linux") or any(map(Path.exists, map(Path,
+                                                                          GPU_DRIVER_FILES))):
+        pytest.skip("a GPU driver is present, or not Linux: torch must be asked")
+    src = tmp_path / "in.png"
+    Image.fromarray(photo(40, 56)).save(src)
+    code = ("import sys; from siamgan.cli import main; "
+            f"sys.argv = ['siamgan', 'stylize', {str(src)!r}, '-o', {str(tmp_path / 'o.png')!r},"
+            " '--style', 'vangogh']\n"
+            "try: main()\nexcept SystemExit as e: assert not e.code, e.code\n"
+            "assert 'torch' not in sys.modules")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "o.png").is_file()
