@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import typer
@@ -204,6 +204,10 @@ def train_cmd(
                               help="Weight of PatchNCE (CUT) on G's own encoder features: each "
                                    "patch of a translation must match the same place of its "
                                    "photo, not other places (default 0; v2 recipe 10)."),
+    shift: float = typer.Option(None, "--shift",
+                                help="Weight of the shift term: G paints two windows of a "
+                                     "photo crop 1-3 px apart alike, so its strokes follow "
+                                     "the photo, not its own 4-px grid (default 0)."),
     patch_critic: str = typer.Option("", "--patch-critic",
                                      help="D depths with a patch critic, e.g. 3,4: strokes "
                                           "judged at several scales (default none)."),
@@ -238,6 +242,14 @@ def train_cmd(
                                    max=GENERATOR_LIMITS["res_blocks"][1],
                                    help="Generator residual blocks."),
     norm: str = typer.Option("pixel", "--norm", help="Generator norm: pixel, none, instance."),
+    skip: bool = typer.Option(False, "--skip",
+                              help="Generator skip: full-size features reach the decoder, so "
+                                   "strokes can follow the photo's fine detail (with "
+                                   "--init-from, added at zero to that style's G)."),
+    noise: bool = typer.Option(False, "--noise",
+                               help="Generator noise input: a fourth channel of noise to paint "
+                                    "flat areas from, fixed per pixel when stylizing (with "
+                                    "--init-from, added at zero)."),
     no_combo: bool = typer.Option(False, "--no-combo",
                                   help="Ablation: train G on whole crops, not via Combo "
                                        "(with --resume: from the checkpoint on)."),
@@ -276,7 +288,7 @@ def train_cmd(
                                        vivid_a=vivid_a,
                                        contrast_weight=contrast, chroma_weight=chroma,
                                        ema_decay=ema_decay, nce_weight=nce,
-                                       patch_weight=patch_weight).items()
+                                       patch_weight=patch_weight, shift_weight=shift).items()
                  if v is not None}
     try:
         heads = tuple(int(d) for d in patch_critic.split(",") if d.strip())
@@ -284,12 +296,13 @@ def train_cmd(
         fail(f"--patch-critic takes depths like 3,4, got {patch_critic!r}", 2)
     if heads and patch_weight is None and not resume:
         overrides["patch_weight"] = 1.0
-    generator = GeneratorConfig(channels, res_blocks, norm)
+    generator = GeneratorConfig(channels, res_blocks, norm, skip, noise)
     if init_from:
         try:
-            generator = load_style(init_from)[0].config
+            start = load_style(init_from)[0].config
         except WeightsError as e:
             fail(str(e), 2)
+        generator = replace(start, skip=skip or start.skip, noise=noise or start.noise)
     # With --resume the checkpoint's config is the base and ``overrides`` are checked as
     # changes to it (a --patch-weight needs the checkpoint's patch critic, not this call's).
     built = {} if resume else overrides

@@ -206,3 +206,20 @@ def patch_nce(query: torch.Tensor, key: torch.Tensor, tau: float = 0.07) -> torc
     logits = torch.bmm(query, key.detach().transpose(1, 2)) / tau  # B×P×P
     target = torch.arange(query.shape[1], device=query.device).expand(query.shape[0], -1)
     return F.cross_entropy(logits.flatten(0, 1), target.flatten())
+
+
+def shift_gap(y0: torch.Tensor, y1: torch.Tensor, dy: int, dx: int, margin: int = 8
+              ) -> torch.Tensor:
+    """Mean |difference| of two translations that should agree after a shift.
+
+    ``y0`` translates a window of a crop and ``y1`` the window ``(dy, dx)`` pixels
+    further down and right, so ``y1[i, j]`` and ``y0[i + dy, j + dx]`` paint the same
+    photo pixel. G downsamples by 4, so where it lays its texture by the position on
+    that 4-px grid, not by the photo, shifts that are not multiples of 4 disagree:
+    this is the pattern that a magnified coarse rung shows as a regular dab
+    (``docs/strokes.md``). ``margin`` pixels at each edge are left out (padding).
+    """
+    h, w = y0.shape[-2:]
+    a = y0[..., margin + dy : h - margin, margin + dx : w - margin]
+    b = y1[..., margin : h - margin - dy, margin : w - margin - dx]
+    return (a - b).abs().mean()

@@ -8,6 +8,8 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from .tiling import NOISE_SCALE
+
 
 @dataclass
 class GeneratorConfig:
@@ -22,6 +24,8 @@ class GeneratorConfig:
     channels: int = 32
     res_blocks: int = 4
     norm: str = "pixel"  # pixel | none | instance
+    skip: bool = False  # full-size features reach the decoder (see PatchGenerator)
+    noise: bool = False  # a fourth input channel of noise (see PatchGenerator)
 
     def __post_init__(self) -> None:
         if self.norm not in ("pixel", "none", "instance"):
@@ -81,7 +85,21 @@ class ResBlock(nn.Module):
 
 
 class PatchGenerator(nn.Module):
-    """Encoder (two stride-2 convs) → residual blocks at S/4 → nearest-upsample decoder."""
+    """Encoder (two stride-2 convs) → residual blocks at S/4 → nearest-upsample decoder.
+
+    Everything between the first conv block and the output conv runs at S/4 or S/2,
+    so without help G lays its texture on a 4-px grid of its own. ``skip`` adds the
+    first block's full-size features to the decoder's last features through a 1×1
+    conv that starts at zero: a style without it loads unchanged (:meth:`load_from`)
+    and training decides how much full-size detail of the photo the strokes follow.
+
+    ``noise`` gives G a fourth input channel of noise, uniform with unit variance
+    (:data:`NOISE_SCALE`), so it can paint strokes in a flat sky from the noise
+    rather than from the position on its grid. Given three channels, G draws the
+    noise itself (training); the tiler passes a fixed field of the picture's pixel
+    positions instead, so tiles agree and a picture always paints the same
+    (:func:`siamgan.tiling.noise_field`). Its weights start at zero, as the skip's.
+    """
 
     def __init__(self, config: GeneratorConfig | None = None) -> None:
         super().__init__()
@@ -89,7 +107,7 @@ class PatchGenerator(nn.Module):
         c, n = cfg.channels, cfg.norm
         act = nn.LeakyReLU(0.2)
         self.net = nn.Sequential(
-            _conv(3, c, 7), _norm(n, c), act,
+            _conv(4 if cfg.noise else 3, c, 7), _norm(n, c), act,
             _conv(c, 2 * c, 3, 2), _norm(n, 2 * c), act,
             _conv(2 * c, 4 * c, 3, 2), _norm(n, 4 * c), act,
             *[ResBlock(4 * c, n) for _ in range(cfg.res_blocks)],
@@ -99,11 +117,42 @@ class PatchGenerator(nn.Module):
             _conv(2 * c, c, 3), _norm(n, c), act,
             _conv(c, 3, 7), nn.Tanh(),
         )
+        self.skip = nn.Conv2d(c, c, 1) if cfg.skip else None
+        if self.skip is not None:
+            nn.init.zeros_(self.skip.weight)
+            nn.init.zeros_(self.skip.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] % 4 or x.shape[-2] % 4:
             raise ValueError("tile sides must be multiples of 4")
-        return self.net(x)
+        x = self.inputs(x)
+        if self.skip is None:
+            return self.net(x)
+        first = self.net[:3](x)
+        return self.net[-2:](self.net[3:-2](first) + self.skip(first))
+
+    def inputs(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """``x`` as the first conv takes it: a noise generator's three channels get a
+        fourth, ``noise`` (B×1×H×W) or a fresh draw; four channels pass as they are."""
+        if not self.config.noise or x.shape[1] == 4:
+            return x
+        if noise is None:
+            noise = (torch.rand_like(x[:, :1]) * 2 - 1) * NOISE_SCALE
+        return torch.cat([x, noise.to(x.dtype)], dim=1)
+
+    def load_from(self, other: PatchGenerator) -> None:
+        """Take ``other``'s weights; it may lack this one's skip or noise input, which then
+        start at zero, so this generator paints as ``other`` did."""
+        mine, theirs = self.config, other.config
+        if ((mine.channels, mine.res_blocks, mine.norm) != (
+                theirs.channels, theirs.res_blocks, theirs.norm)
+                or (theirs.skip and not mine.skip) or (theirs.noise and not mine.noise)):
+            raise ValueError(f"cannot start a generator {mine} from {theirs}")
+        state = other.state_dict()
+        first = state["net.0.weight"]
+        if mine.noise and not theirs.noise:
+            state["net.0.weight"] = torch.cat([first, first.new_zeros(first[:, :1].shape)], 1)
+        self.load_state_dict(state, strict=not mine.skip or theirs.skip)
 
 
 class SiameseDiscriminator(nn.Module):
@@ -158,7 +207,7 @@ def encoder_features(gen: PatchGenerator, x: torch.Tensor) -> list[torch.Tensor]
     """G's own feature maps of ``x`` at :func:`nce_layers` (CUT's encoder; no pretrained
     network)."""
     layers = nce_layers(gen.config)
-    feats, h = [], x
+    feats, h = [], gen.inputs(x, torch.zeros_like(x[:, :1]))
     for i, layer in enumerate(gen.net[: max(layers) + 1]):
         h = layer(h)
         if i in layers:

@@ -86,7 +86,8 @@ def export_onnx(style: str | Path, output: str | Path) -> tuple[Path, Path]:
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            gen.eval(), (torch.zeros(2, 3, tile, tile),), buffer, input_names=[INPUT],
+            gen.eval(), (torch.zeros(2, 4 if gen.config.noise else 3, tile, tile),), buffer,
+            input_names=[INPUT],
             output_names=[OUTPUT], opset_version=OPSET, dynamo=False,
             dynamic_axes={name: {0: "batch", 2: "height", 3: "width"}
                           for name in (INPUT, OUTPUT)})

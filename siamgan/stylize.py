@@ -243,11 +243,13 @@ class Painter:
         self.tile_size = tile_size
         self.config = config or {}
         self.strokes = {**DEFAULT_STROKES, **self.config.get("strokes", {})}
+        self.noise = bool(self.config.get("generator", {}).get("noise", False))
         found = self.config.get("palette")
         self.palette = Palette.from_dict(found) if found else None
 
     def run_tiles(self, tiles: np.ndarray) -> np.ndarray:
-        """N×3×S×S float32 in [-1, 1] → the generator's output, same shape and type."""
+        """N×3×S×S float32 in [-1, 1] (N×4×S×S with the noise channel of a generator with
+        a noise input) → the generator's output, N×3×S×S float32."""
         raise NotImplementedError
 
     def _tile_fn(self) -> tuple[Any, Any]:
@@ -290,7 +292,7 @@ class Painter:
 
         def collect(tiles: np.ndarray) -> np.ndarray:
             collected.append(tiles)
-            return tiles
+            return tiles[:, :3]  # a stand-in of the output's shape
 
         for pixels in images:
             self._tiled(pixels, t, NumpyTiles(collect))
@@ -316,18 +318,20 @@ class Painter:
         for (h, w), layout in self.rungs(height, width, t):
             tile, overlap, _ = layout
             stride = tile - overlap
-            for dy, dx in self.shifts(h, height, t):
+            for dy, dx in self.shifts(h, height, t, self.noise):
                 count += (len(tile_starts(h + dy, tile, stride))
                           * len(tile_starts(w + dx, tile, stride)))
         return count
 
     @staticmethod
-    def shifts(rung_height: int, height: int, tiling: TileConfig
+    def shifts(rung_height: int, height: int, tiling: TileConfig, noise: bool = False
                ) -> tuple[tuple[int, int], ...]:
         """The passes a rung is painted in (:func:`siamgan.tiling.shift_averaged`): two,
         :data:`GRID_SHIFTS`, where the output magnifies it :data:`SHIFT_MAGNIFIED`× or
-        more and ``shift_average`` is on; else one, unshifted."""
-        if tiling.shift_average and rung_height * SHIFT_MAGNIFIED <= height:
+        more and ``shift_average`` is on; else one, unshifted. A generator with a noise
+        input (``noise``) paints once: it draws its strokes from the noise field, which a
+        shifted copy would see at other places, and the mean would wash them out."""
+        if tiling.shift_average and rung_height * SHIFT_MAGNIFIED <= height and not noise:
             return GRID_SHIFTS
         return ((0, 0),)
 
@@ -393,8 +397,9 @@ class Painter:
         outs = []
         for i, ((rh, _), (tile, overlap, blend)) in enumerate(plan):
             paint = functools.partial(tiled_apply, fn=run, tile=tile, overlap=overlap,
-                                      batch_size=t.batch_size, blend=blend, device=device)
-            outs.append(shift_averaged(inputs[i], paint, self.shifts(rh, h, t),
+                                      batch_size=t.batch_size, blend=blend, device=device,
+                                      noise=i if self.noise else None)
+            outs.append(shift_averaged(inputs[i], paint, self.shifts(rh, h, t, self.noise),
                                        progress.rung(i, rh)))
             inputs[i] = None  # type: ignore[call-overload]
         if len(outs) == 1:

@@ -22,6 +22,9 @@ from .images import model_range_array, pixels_from_array, quantize, to_model_ran
 if TYPE_CHECKING:  # the training half of this module needs torch; inference does not
     import torch
 
+NOISE_SCALE = 3**0.5
+"""Half-width of a generator's uniform noise input: unit variance."""
+
 TileFn = Callable[["torch.Tensor"], "torch.Tensor"]
 """Maps a batch of tiles (N×3×S×S, float32 in [-1, 1]) to the same shape, on the same
 device (the CPU, or :func:`tiled_apply`'s ``device``)."""
@@ -84,6 +87,26 @@ def reflect_index(idx: np.ndarray, n: int) -> np.ndarray:
     period = 2 * n - 2
     idx = np.mod(idx, period)
     return np.where(idx < n, idx, period - idx)
+
+
+def noise_field(rows: np.ndarray, cols: np.ndarray, seed: int = 0) -> np.ndarray:
+    """The noise channel of a generator with a noise input at picture pixels ``rows`` ×
+    ``cols``: a len(rows)×len(cols) float32 array, uniform with unit variance.
+
+    Each value is a hash of its pixel's position and ``seed`` (MurmurHash3's
+    finaliser), not a draw: every tile and band that holds a pixel gives it the same
+    value, so tiles agree where they overlap, and a picture always paints the same.
+    """
+    r = np.asarray(rows, np.int64).astype(np.uint32)[:, None] * np.uint32(0x9E3779B1)
+    c = np.asarray(cols, np.int64).astype(np.uint32)[None, :] * np.uint32(0x85EBCA77)
+    v = r ^ c ^ np.uint32((seed * 0xC2B2AE3D + 0x27D4EB2F) & 0xFFFFFFFF)
+    v ^= v >> np.uint32(16)
+    v *= np.uint32(0x85EBCA6B)
+    v ^= v >> np.uint32(13)
+    v *= np.uint32(0xC2B2AE35)
+    v ^= v >> np.uint32(16)
+    unit = (v >> np.uint32(8)).astype(np.float32) * np.float32(2.0**-24)  # [0, 1)
+    return ((unit * 2 - 1) * NOISE_SCALE).astype(np.float32)
 
 
 def shift_averaged(pixels: np.ndarray, paint: Callable[..., np.ndarray],
@@ -210,6 +233,7 @@ def tiled_apply(
     on_band: Callable[[int], None] | None = None,
     blend: str = "feather",
     device: torch.device | str | None = None,
+    noise: int | None = None,
 ) -> np.ndarray:
     """Run ``fn`` over an H×W×3 uint8 image tile by tile; return H×W×3 uint8.
 
@@ -226,6 +250,10 @@ def tiled_apply(
     image and receives the result; the float32 memory is still one band. The
     arithmetic is written once, below, and is the same operation by operation
     whichever array library runs it.
+
+    ``noise``, for a generator with a noise input: each tile gets a fourth channel,
+    :func:`noise_field` of its pixels' positions with this seed (N×4×S×S in, N×3×S×S
+    out).
     """
     if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype != np.uint8:
         raise ValueError("tiled_apply expects an H×W×3 uint8 array")
@@ -242,7 +270,8 @@ def tiled_apply(
     ys, xs = tile_starts(h, tile, stride), tile_starts(w, tile, stride)
     padded_w = xs[-1] + tile
     src = xp.source(pixels)
-    cols = xp.index(reflect_index(np.arange(padded_w), w))
+    col_index = reflect_index(np.arange(padded_w), w)
+    cols = xp.index(col_index)
 
     def window(i: int, n: int) -> Any:  # of tile i of n along one axis
         return xp.window(blend_window(tile, overlap, blend, i == 0, i == n - 1))
@@ -258,13 +287,18 @@ def tiled_apply(
     acc = xp.zeros(3, tile, padded_w)
     acc_w = xp.zeros(tile, 1)
     for i, y in enumerate(ys):
-        rows = xp.index(reflect_index(np.arange(y, y + tile), h))
+        row_index = reflect_index(np.arange(y, y + tile), h)
+        rows = xp.index(row_index)
         band = xp.model_range(src[rows][:, cols])  # 3×S×padded_w
+        if noise is not None:
+            field = noise_field(row_index, col_index, noise)[None]
+            band = xp.cat([band, xp.window(field)])
         tiles = xp.stack([band[:, :, x : x + tile] for x in xs])
         outs = xp.cat([fn(b) for b in _batches(tiles, batch_size)])
-        if tuple(outs.shape) != tuple(tiles.shape):
+        expected = (len(xs), 3, tile, tile)
+        if tuple(outs.shape) != expected:
             raise RuntimeError(f"tile function returned {tuple(outs.shape)}, "
-                               f"expected {tuple(tiles.shape)}")
+                               f"expected {expected}")
         wy = window(i, len(ys))[:, None]
         for x, wx, o in zip(xs, win_x, outs):
             acc[:, :, x : x + tile] += o * (wy * wx)

@@ -70,6 +70,9 @@ class TrainConfig:
     ``nce_tau``; ``patch_weight`` scores D's patch critics
     (``discriminator.patch_heads``) with the hinge loss; ``augment`` is D's
     DiffAugment policy (``"translation,cutout"``), applied alike to every image D sees.
+    ``shift_weight`` adds :func:`losses.shift_gap` on ``shift_crops`` photo crops: G
+    translates two windows of each, a few pixels apart, and must paint them alike,
+    so its strokes follow the photo rather than its own 4-px grid.
     ``identity_crops`` K > 0 takes the identity term on K paintings, not the whole batch;
     ``precision="bfloat16"`` runs G's and D's passes under bf16 autocast (weights,
     optimiser and PatchNCE stay float32).
@@ -92,6 +95,8 @@ class TrainConfig:
     contrast_weight: float = 0.0
     chroma_weight: float = 0.0
     nce_weight: float = 0.0
+    shift_weight: float = 0.0
+    shift_crops: int = 4
     nce_patches: int = 256
     nce_tau: float = 0.07
     patch_weight: float = 0.0
@@ -195,7 +200,7 @@ def build_models(cfg: TrainConfig, device: torch.device) -> Models:
     layout = torch.channels_last
     gen = PatchGenerator(cfg.generator)
     if cfg.init_from:
-        gen.load_state_dict(initial_generator(cfg).state_dict())
+        gen.load_from(initial_generator(cfg))
     gen = gen.to(device, memory_format=layout)
     disc = SiameseDiscriminator(cfg.discriminator).to(device, memory_format=layout)
     ema = copy.deepcopy(gen).eval().requires_grad_(False)
@@ -210,13 +215,16 @@ def build_models(cfg: TrainConfig, device: torch.device) -> Models:
 
 
 def initial_generator(cfg: TrainConfig) -> PatchGenerator:
-    """The generator of style ``cfg.init_from``; its architecture must be ``cfg.generator``."""
+    """The generator of style ``cfg.init_from``; its architecture must be ``cfg.generator``
+    (or the same without the skip, which the run adds: :meth:`PatchGenerator.load_from`)."""
     from .stylize import load_style  # stylize does not import train: no cycle, but keep it lazy
 
     gen, config, path = load_style(cfg.init_from)
-    if gen.config != cfg.generator:
+    try:
+        PatchGenerator(cfg.generator).load_from(gen)
+    except ValueError:
         raise ValueError(f"--init-from {cfg.init_from}: its generator is {gen.config}, "
-                         f"this run's is {cfg.generator}")
+                         f"this run's is {cfg.generator}") from None
     return gen
 
 
@@ -353,6 +361,12 @@ def _generator_loss(disc: nn.Module, out: torch.Tensor, a: torch.Tensor, b: torc
                 m.nce([_full(f) for f in keys], where))) / len(where)
         loss_g = loss_g + cfg.nce_weight * g_nce
         stats["nce"] = g_nce.item()
+    if cfg.shift_weight:
+        if m is None:
+            raise ValueError("shift_weight > 0 needs the generator")
+        g_shift = _shift_term(unwrap(m.generator), a[: cfg.shift_crops])
+        loss_g = loss_g + cfg.shift_weight * g_shift
+        stats["shift"] = g_shift.item()
     if cfg.identity_weight:
         g_id = losses.identity_l1(out[n:], b)
         loss_g = loss_g + cfg.identity_weight * g_id
@@ -376,6 +390,20 @@ def _generator_loss(disc: nn.Module, out: torch.Tensor, a: torch.Tensor, b: torc
         loss_g = loss_g + cfg.chroma_weight * g_chroma
         stats["chroma"] = g_chroma.item()
     return loss_g, stats
+
+
+def _shift_term(gen: nn.Module, crops: torch.Tensor) -> torch.Tensor:
+    """:func:`losses.shift_gap` of G on two windows of ``crops``, one drawn shift apart.
+
+    The shift (dy, dx) is drawn from 0–3 × 0–3 without (0, 0): every phase of G's
+    4-px grid but its own (a multiple of 4 on both axes is matched by construction)."""
+    k = int(torch.randint(1, 16, ()))
+    dy, dx = divmod(k, 4)
+    side = crops.shape[-1] - 4
+    crops = gen.inputs(crops)  # one noise field for both windows, as the tiler gives
+    y0 = gen(crops[..., :side, :side])
+    y1 = gen(crops[..., dy : dy + side, dx : dx + side])
+    return losses.shift_gap(_full(y0), _full(y1), dy, dx)
 
 
 @torch.no_grad()
@@ -425,7 +453,8 @@ def _sample_sheet(ema: nn.Module, fixed: torch.Tensor, whole: np.ndarray,
     with torch.no_grad():
         out = translate(ema, fixed.to(device), cfg).cpu()
         fn = lambda t: ema(t.to(device)).float().cpu()  # noqa: E731
-        whole_out = tiled_apply(whole, fn, cfg.tile_size)
+        whole_out = tiled_apply(whole, fn, cfg.tile_size,
+                                noise=0 if cfg.generator.noise else None)
     pairs = [img for pair in zip(to_pixels(fixed), to_pixels(out)) for img in pair]
     return image_grid(pairs, columns=4), np.concatenate([whole, whole_out], axis=1)
 
@@ -460,7 +489,7 @@ def train(cfg: TrainConfig, a_dir: str | Path, b_dir: str | Path, name: str,
 
 RESUME_CHANGES = ("margin", "cosine_weight", "mse_weight", "critic_weight", "identity_weight",
                   "seam_weight", "colour_weight", "contrast_weight", "chroma_weight",
-                  "nce_weight", "patch_weight",
+                  "nce_weight", "patch_weight", "shift_weight",
                   "lr_g", "lr_d", "zoom_a", "vivid_a", "ema_decay", "combo")
 """Config fields a resumed run may change: the objective's terms, the learning rates,
 the photo crops' zoom and colourfulness, the EMA's decay and Combo (``--no-combo``, for an ablation

@@ -140,13 +140,14 @@ def test_dry_run_prints_the_resolved_config_and_trains_nothing(tmp_path):
             "--name", "dry", "--runs-dir", str(tmp_path / "runs"), "--tile", "32",
             "--batch", "3", "--steps", "7", "--channels", "8", "--res-blocks", "2",
             "--lambda", "5", "--margin", "2.5", "--no-combo", "--holdout-every", "4",
-            "--device", "cpu", "--dry-run")
+            "--device", "cpu", "--noise", "--dry-run")
     assert r.exit_code == 0, r.output
     cfg = json.loads(r.stdout)
     assert cfg["tile_size"] == 32 and cfg["batch_size"] == 3 and cfg["steps"] == 7
     assert cfg["cosine_weight"] == 5 and cfg["margin"] == 2.5
     assert cfg["combo"] is False and cfg["holdout_every"] == 4 and cfg["device"] == "cpu"
-    assert cfg["generator"] == {"channels": 8, "res_blocks": 2, "norm": "pixel"}
+    assert cfg["generator"] == {"channels": 8, "res_blocks": 2, "norm": "pixel",
+                                "skip": False, "noise": True}
     assert cfg["recipe"] == "default" and cfg["discriminator"]["critic"] is True
     assert not (tmp_path / "runs").exists()
 

@@ -189,3 +189,33 @@ def test_full_install_stylizes_on_onnx_without_importing_torch_where_no_gpu_driv
                          timeout=300)
     assert run.returncode == 0, run.stderr
     assert (tmp_path / "o.png").is_file()
+
+
+def test_a_noise_style_paints_the_same_on_onnx_torch_and_in_batches(tmp_path):
+    import torch
+
+    from siamgan.models import GeneratorConfig, PatchGenerator
+    from siamgan.weights_io import save_weights
+
+    torch.manual_seed(0)
+    gen = PatchGenerator(GeneratorConfig(8, 1, skip=True, noise=True))
+    with torch.no_grad():
+        gen.net[0].weight[:, 3].normal_(0, 0.3)
+        gen.skip.weight.normal_(0, 0.3)
+    config = {"kind": "style", "name": "noisy", "tile_size": 32,
+              "generator": {"channels": 8, "res_blocks": 1, "norm": "pixel",
+                            "skip": True, "noise": True},
+              "strokes": {"picture_side": 96, "detail": 0.5}}
+    save_weights(tmp_path / "noisy.safetensors", gen.state_dict(), config)
+    model, _ = export_onnx(tmp_path / "noisy.safetensors", tmp_path / "noisy")
+    onnx, torch_ = OnnxStylizer.from_style(model, threads=1), Stylizer.from_style(
+        tmp_path / "noisy.safetensors", "cpu")
+    pictures = [photo(300, 410), photo(90, 70, 1)]
+    painted = torch_.stylize_array(pictures[0])
+    assert np.abs(onnx.stylize_array(pictures[0]).astype(int) - painted).max() <= 2
+    np.testing.assert_array_equal(torch_.stylize_array(pictures[0]), painted)  # fixed noise
+    batched = torch_.stylize_arrays(pictures)
+    np.testing.assert_array_equal(batched[0], painted)
+    np.testing.assert_array_equal(batched[1], torch_.stylize_array(pictures[1]))
+    # One pass per rung: the noise field would be elsewhere in a shifted copy.
+    assert torch_.shifts(50, 300, TileConfig(), noise=True) == ((0, 0),)

@@ -10,7 +10,7 @@ import torch
 
 from siamgan import losses
 from siamgan.models import DiscriminatorConfig, GeneratorConfig
-from siamgan.train import TrainConfig, build_models, train_step, translate
+from siamgan.train import TrainConfig, _shift_term, build_models, train_step, translate
 
 
 def t(*rows) -> torch.Tensor:
@@ -399,3 +399,31 @@ def test_grid_level_per_image_sees_frames_that_cancel_in_the_batch():
     same[..., 15::16] += 0.2  # the same frame everywhere: both ways agree
     assert losses.grid_level(same, 16, per_image=True).item() == pytest.approx(
         losses.grid_level(same, 16).item(), rel=1e-5)
+
+
+def test_shift_gap_is_zero_for_a_painter_that_follows_the_photo_and_sees_a_grid():
+    torch.manual_seed(0)
+    crop = torch.rand(2, 3, 40, 40)
+    side, dy, dx = 36, 1, 2
+    follow = lambda x: x.flip(1) * 0.5  # noqa: E731  per pixel: moves with the photo
+    y0, y1 = follow(crop[..., :side, :side]), follow(crop[..., dy:dy + side, dx:dx + side])
+    assert losses.shift_gap(y0, y1, dy, dx).item() == pytest.approx(0.0, abs=1e-7)
+    # A texture laid by the window's own 4-px grid does not move with the photo.
+    grid = torch.zeros(side, side)
+    grid[::4, ::4] = 1.0
+    gap = losses.shift_gap(y0 + grid, y1 + grid, dy, dx)
+    assert gap.item() == pytest.approx(2 / 16, rel=0.05)
+    # A shift of whole grid cells keeps the grid on the same photo pixels.
+    y4 = follow(crop[..., 4:4 + side, 4:4 + side])
+    assert losses.shift_gap(y0 + grid, y4 + grid, 4, 4).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_shift_term_is_trained_and_logged():
+    cfg = tiny(shift_weight=5.0, shift_crops=2, tile_size=16)
+    m = build_models(cfg, torch.device("cpu"))
+    torch.manual_seed(3)
+    term = _shift_term(m.generator, batch(cfg, 1))
+    grads = generator_grads(m, term)
+    assert term.item() > 0 and grads[0].abs().sum() > 0 and grads[-2].abs().sum() > 0
+    stats = train_step(m, batch(cfg, 1), batch(cfg, 2), cfg)
+    assert math.isfinite(stats["shift"]) and stats["shift"] > 0
