@@ -208,6 +208,10 @@ def train_cmd(
                                 help="Weight of the shift term: G paints two windows of a "
                                      "photo crop 1-3 px apart alike, so its strokes follow "
                                      "the photo, not its own 4-px grid (default 0)."),
+    noise_init: float = typer.Option(None, "--noise-init",
+                                     help="With --noise --init-from: start the noise "
+                                          "input's weights at this fraction of the spread "
+                                          "of the colour weights, not at zero (default 0)."),
     patch_critic: str = typer.Option("", "--patch-critic",
                                      help="D depths with a patch critic, e.g. 3,4: strokes "
                                           "judged at several scales (default none)."),
@@ -288,7 +292,8 @@ def train_cmd(
                                        vivid_a=vivid_a,
                                        contrast_weight=contrast, chroma_weight=chroma,
                                        ema_decay=ema_decay, nce_weight=nce,
-                                       patch_weight=patch_weight, shift_weight=shift).items()
+                                       patch_weight=patch_weight, shift_weight=shift,
+                                       noise_init=noise_init).items()
                  if v is not None}
     try:
         heads = tuple(int(d) for d in patch_critic.split(",") if d.strip())

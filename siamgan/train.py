@@ -72,7 +72,9 @@ class TrainConfig:
     DiffAugment policy (``"translation,cutout"``), applied alike to every image D sees.
     ``shift_weight`` adds :func:`losses.shift_gap` on ``shift_crops`` photo crops: G
     translates two windows of each, a few pixels apart, and must paint them alike,
-    so its strokes follow the photo rather than its own 4-px grid.
+    so its strokes follow the photo rather than its own 4-px grid. ``noise_init`` starts a
+    noise input added to an ``init_from`` generator at that fraction of the spread of its
+    colour weights, not at zero.
     ``identity_crops`` K > 0 takes the identity term on K paintings, not the whole batch;
     ``precision="bfloat16"`` runs G's and D's passes under bf16 autocast (weights,
     optimiser and PatchNCE stay float32).
@@ -97,6 +99,7 @@ class TrainConfig:
     nce_weight: float = 0.0
     shift_weight: float = 0.0
     shift_crops: int = 4
+    noise_init: float = 0.0
     nce_patches: int = 256
     nce_tau: float = 0.07
     patch_weight: float = 0.0
@@ -201,6 +204,11 @@ def build_models(cfg: TrainConfig, device: torch.device) -> Models:
     gen = PatchGenerator(cfg.generator)
     if cfg.init_from:
         gen.load_from(initial_generator(cfg))
+        if cfg.noise_init and cfg.generator.noise:
+            # A noise input added at zero is ignored: its gradient has no steady sign.
+            with torch.no_grad():
+                rgb = gen.net[0].weight[:, :3]
+                gen.net[0].weight[:, 3:].normal_(0, cfg.noise_init * float(rgb.std()))
     gen = gen.to(device, memory_format=layout)
     disc = SiameseDiscriminator(cfg.discriminator).to(device, memory_format=layout)
     ema = copy.deepcopy(gen).eval().requires_grad_(False)
@@ -403,7 +411,7 @@ def _shift_term(gen: nn.Module, crops: torch.Tensor) -> torch.Tensor:
     crops = gen.inputs(crops)  # one noise field for both windows, as the tiler gives
     y0 = gen(crops[..., :side, :side])
     y1 = gen(crops[..., dy : dy + side, dx : dx + side])
-    return losses.shift_gap(_full(y0), _full(y1), dy, dx)
+    return losses.shift_gap(_full(y0), _full(y1), dy, dx, margin=min(8, side // 4))
 
 
 @torch.no_grad()

@@ -190,6 +190,24 @@ def test_init_from_a_style_starts_there_and_d_warmup_leaves_g_alone(tmp_path):
             name="bad")
 
 
+def test_a_noise_input_grown_on_a_style_starts_at_zero_or_at_noise_init(tmp_path):
+    first = fit(tmp_path, tiny(steps=1), name="first")
+    noisy = GeneratorConfig(4, 1, noise=True)
+    build = lambda **kw: T.build_models(  # noqa: E731
+        tiny(init_from=str(first), generator=noisy, **kw), torch.device("cpu")).generator
+    plain = build().net[0].weight
+    assert plain.shape[1] == 4 and not plain[:, 3].any()
+    grown = build(noise_init=0.5).net[0].weight
+    torch.testing.assert_close(grown[:, :3], plain[:, :3])
+    spread = float(grown[:, 3].detach().std()) / float(plain[:, :3].detach().std())
+    assert spread == pytest.approx(0.5, rel=0.5)
+    # The run trains, samples and exports with the noise input.
+    done = fit(tmp_path, tiny(steps=2, init_from=str(first), generator=noisy, noise_init=0.5,
+                              shift_weight=1.0, shift_crops=1), name="noisy")
+    assert Stylizer.from_style(str(done)).noise
+    assert "shift" in stats(tmp_path / "runs" / "noisy")[-1]
+
+
 def test_zoomed_photo_crops_are_enlarged_and_flatter():
     from siamgan.data import CropConfig, CropSampler
 
