@@ -318,20 +318,19 @@ class Painter:
         for (h, w), layout in self.rungs(height, width, t):
             tile, overlap, _ = layout
             stride = tile - overlap
-            for dy, dx in self.shifts(h, height, t, self.noise):
+            for dy, dx in self.shifts(h, height, t):
                 count += (len(tile_starts(h + dy, tile, stride))
                           * len(tile_starts(w + dx, tile, stride)))
         return count
 
     @staticmethod
-    def shifts(rung_height: int, height: int, tiling: TileConfig, noise: bool = False
+    def shifts(rung_height: int, height: int, tiling: TileConfig
                ) -> tuple[tuple[int, int], ...]:
         """The passes a rung is painted in (:func:`siamgan.tiling.shift_averaged`): two,
         :data:`GRID_SHIFTS`, where the output magnifies it :data:`SHIFT_MAGNIFIED`× or
-        more and ``shift_average`` is on; else one, unshifted. A generator with a noise
-        input (``noise``) paints once: it draws its strokes from the noise field, which a
-        shifted copy would see at other places, and the mean would wash them out."""
-        if tiling.shift_average and rung_height * SHIFT_MAGNIFIED <= height and not noise:
+        more and ``shift_average`` is on; else one, unshifted. A noise input stays on the
+        picture's pixels in both (``tiled_apply``'s ``origin``)."""
+        if tiling.shift_average and rung_height * SHIFT_MAGNIFIED <= height:
             return GRID_SHIFTS
         return ((0, 0),)
 
@@ -399,7 +398,7 @@ class Painter:
             paint = functools.partial(tiled_apply, fn=run, tile=tile, overlap=overlap,
                                       batch_size=t.batch_size, blend=blend, device=device,
                                       noise=i if self.noise else None)
-            outs.append(shift_averaged(inputs[i], paint, self.shifts(rh, h, t, self.noise),
+            outs.append(shift_averaged(inputs[i], paint, self.shifts(rh, h, t),
                                        progress.rung(i, rh)))
             inputs[i] = None  # type: ignore[call-overload]
         if len(outs) == 1:

@@ -119,9 +119,11 @@ def shift_averaged(pixels: np.ndarray, paint: Callable[..., np.ndarray],
     A generator that works on a coarser grid inside (:class:`siamgan.models.PatchGenerator`
     on a 4-px one) lays slanted edges along that grid as small steps; where the output
     is magnified they become a staircase. Shifted by half the grid, the steps fall
-    elsewhere, and the mean smooths them. ``paint(picture, on_band=...)`` paints one
-    copy (:func:`tiled_apply` with its other arguments bound); ``on_band`` follows the
-    last one only. One shift ``(0, 0)`` paints the picture itself, with no float copy.
+    elsewhere, and the mean smooths them. ``paint(picture, on_band=..., origin=...)``
+    paints one copy (:func:`tiled_apply` with its other arguments bound; ``origin`` is
+    the shift, so a noise input stays on the picture's pixels and only G's grid moves);
+    ``on_band`` follows the last one only. One shift ``(0, 0)`` paints the picture
+    itself, with no float copy.
     """
     if not shifts:
         raise ValueError("at least one shift")
@@ -132,7 +134,8 @@ def shift_averaged(pixels: np.ndarray, paint: Callable[..., np.ndarray],
     for i, (dy, dx) in enumerate(shifts):
         shifted = np.pad(pixels, ((dy, 0), (dx, 0), (0, 0)), mode="edge")
         last = i == len(shifts) - 1
-        total += paint(shifted, on_band=on_band if last else None)[dy:dy + h, dx:dx + w]
+        painted = paint(shifted, on_band=on_band if last else None, origin=(dy, dx))
+        total += painted[dy:dy + h, dx:dx + w]
     return np.clip(np.round(total / len(shifts)), 0, 255).astype(np.uint8)
 
 
@@ -234,6 +237,7 @@ def tiled_apply(
     blend: str = "feather",
     device: torch.device | str | None = None,
     noise: int | None = None,
+    origin: tuple[int, int] = (0, 0),
 ) -> np.ndarray:
     """Run ``fn`` over an H×W×3 uint8 image tile by tile; return H×W×3 uint8.
 
@@ -253,7 +257,8 @@ def tiled_apply(
 
     ``noise``, for a generator with a noise input: each tile gets a fourth channel,
     :func:`noise_field` of its pixels' positions with this seed (N×4×S×S in, N×3×S×S
-    out).
+    out), counted from ``origin`` (row, column): a copy of a picture shifted down and
+    right by ``origin`` (:func:`shift_averaged`) sees the noise where the picture does.
     """
     if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype != np.uint8:
         raise ValueError("tiled_apply expects an H×W×3 uint8 array")
@@ -291,7 +296,7 @@ def tiled_apply(
         rows = xp.index(row_index)
         band = xp.model_range(src[rows][:, cols])  # 3×S×padded_w
         if noise is not None:
-            field = noise_field(row_index, col_index, noise)[None]
+            field = noise_field(row_index - origin[0], col_index - origin[1], noise)[None]
             band = xp.cat([band, xp.window(field)])
         tiles = xp.stack([band[:, :, x : x + tile] for x in xs])
         outs = xp.cat([fn(b) for b in _batches(tiles, batch_size)])

@@ -275,7 +275,7 @@ def test_tiled_apply_on_a_device_matches_the_host_path(overlap, blend):
     assert calls[-1] == 37
 
 
-def blocky(picture: np.ndarray, on_band=None) -> np.ndarray:
+def blocky(picture: np.ndarray, on_band=None, origin=(0, 0)) -> np.ndarray:
     """A painter on a 4-px inner grid: each 4×4 block (from the picture's corner) becomes
     its mean, so a slanted edge comes out as a staircase."""
     h, w = picture.shape[:2]
@@ -295,10 +295,10 @@ def slanted_edge(h: int = 40, w: int = 48) -> np.ndarray:
 
 def test_shift_averaged_identity_and_one_pass():
     img = noise(21, 30)
-    same = tiling.shift_averaged(img, lambda p, on_band=None: p, ((0, 0), (2, 2)))
+    same = tiling.shift_averaged(img, lambda p, **_: p, ((0, 0), (2, 2)))
     assert np.array_equal(same, img)  # shifted, painted, shifted back: exact
     painted = np.zeros_like(img)
-    assert tiling.shift_averaged(img, lambda p, on_band=None: painted, ((0, 0),)) is painted
+    assert tiling.shift_averaged(img, lambda p, **_: painted, ((0, 0),)) is painted
     with pytest.raises(ValueError):
         tiling.shift_averaged(img, blocky, ())
 
@@ -314,6 +314,19 @@ def test_shift_averaged_smooths_a_grid_staircase_and_reports_once():
     err = lambda out: np.abs(out.astype(float) - every).mean()  # noqa: E731
     assert err(two) < 0.7 * err(one)
     assert reports == [edge.shape[0] + 2]  # the last (shifted) pass only
+
+
+def test_shift_averaged_keeps_a_noise_input_on_the_pictures_pixels():
+    import functools
+
+    # A painter that paints its noise channel: every copy must see the same noise at the
+    # same picture pixel, so the mean of the shifted copies is one copy, exactly.
+    grey = lambda t: (t[:, 3:] / tiling.NOISE_SCALE * 0.9).expand(-1, 3, -1, -1)  # noqa: E731
+    img = noise(37, 45)
+    paint = functools.partial(tiling.tiled_apply, fn=grey, tile=16, overlap=4, noise=3)
+    once = tiling.shift_averaged(img, paint, ((0, 0),))
+    np.testing.assert_array_equal(tiling.shift_averaged(img, paint, ((0, 0), (2, 2))), once)
+    assert once.std() > 20  # it is noise, not a constant
 
 
 def test_stylizer_shift_averages_only_the_magnified_rungs():
