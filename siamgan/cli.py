@@ -254,6 +254,10 @@ def train_cmd(
                                help="Generator noise input: a fourth channel of noise to paint "
                                     "flat areas from, fixed per pixel when stylizing (with "
                                     "--init-from, added at zero)."),
+    upsample: str = typer.Option(None, "--upsample",
+                                 help="Generator decoder upsampling: nearest (default) or "
+                                      "bilinear (no 4-px blocks along a magnified painting's "
+                                      "edges; with --init-from, that style's G is switched)."),
     no_combo: bool = typer.Option(False, "--no-combo",
                                   help="Ablation: train G on whole crops, not via Combo "
                                        "(with --resume: from the checkpoint on)."),
@@ -301,13 +305,18 @@ def train_cmd(
         fail(f"--patch-critic takes depths like 3,4, got {patch_critic!r}", 2)
     if heads and patch_weight is None and not resume:
         overrides["patch_weight"] = 1.0
-    generator = GeneratorConfig(channels, res_blocks, norm, skip, noise)
+    try:
+        generator = GeneratorConfig(channels, res_blocks, norm, skip, noise,
+                                    upsample or "nearest")
+    except ValueError as e:
+        fail(f"{e} (--norm, --upsample)", 2)
     if init_from:
         try:
             start = load_style(init_from)[0].config
         except WeightsError as e:
             fail(str(e), 2)
-        generator = replace(start, skip=skip or start.skip, noise=noise or start.noise)
+        generator = replace(start, skip=skip or start.skip, noise=noise or start.noise,
+                            upsample=upsample or start.upsample)
     # With --resume the checkpoint's config is the base and ``overrides`` are checked as
     # changes to it (a --patch-weight needs the checkpoint's patch critic, not this call's).
     built = {} if resume else overrides

@@ -10,6 +10,8 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from .tiling import NOISE_SCALE
 
+UPSAMPLING = ("nearest", "bilinear")
+
 
 @dataclass
 class GeneratorConfig:
@@ -26,10 +28,13 @@ class GeneratorConfig:
     norm: str = "pixel"  # pixel | none | instance
     skip: bool = False  # full-size features reach the decoder (see PatchGenerator)
     noise: bool = False  # a fourth input channel of noise (see PatchGenerator)
+    upsample: str = "nearest"  # nearest | bilinear: the decoder's two 2× upsamplings
 
     def __post_init__(self) -> None:
         if self.norm not in ("pixel", "none", "instance"):
             raise ValueError(f"unknown generator norm {self.norm!r}")
+        if self.upsample not in UPSAMPLING:
+            raise ValueError(f"unknown generator upsampling {self.upsample!r}")
         if self.channels < 1 or self.res_blocks < 0:
             raise ValueError("channels must be ≥ 1 and res_blocks ≥ 0")
 
@@ -68,6 +73,11 @@ def _norm(kind: str, ch: int) -> nn.Module:
     return nn.Identity()
 
 
+def _upsample(mode: str) -> nn.Upsample:
+    return nn.Upsample(scale_factor=2, mode=mode,
+                       align_corners=False if mode == "bilinear" else None)
+
+
 def _conv(cin: int, cout: int, k: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, k, stride, padding=k // 2, padding_mode="reflect")
 
@@ -99,6 +109,11 @@ class PatchGenerator(nn.Module):
     noise itself (training); the tiler passes a fixed field of the picture's pixel
     positions instead, so tiles agree and a picture always paints the same
     (:func:`siamgan.tiling.noise_field`). Its weights start at zero, as the skip's.
+
+    ``upsample`` is the decoder's upsampling: ``"nearest"`` copies each S/4 feature to
+    a 4×4 block, which the two convs after it only partly smooth, so a magnified coarse
+    painting shows the blocks along its edges; ``"bilinear"`` interpolates instead. The
+    weights are the same either way, so a style can be fine-tuned from one to the other.
     """
 
     def __init__(self, config: GeneratorConfig | None = None) -> None:
@@ -111,9 +126,9 @@ class PatchGenerator(nn.Module):
             _conv(c, 2 * c, 3, 2), _norm(n, 2 * c), act,
             _conv(2 * c, 4 * c, 3, 2), _norm(n, 4 * c), act,
             *[ResBlock(4 * c, n) for _ in range(cfg.res_blocks)],
-            nn.Upsample(scale_factor=2, mode="nearest"),
+            _upsample(cfg.upsample),
             _conv(4 * c, 2 * c, 3), _norm(n, 2 * c), act,
-            nn.Upsample(scale_factor=2, mode="nearest"),
+            _upsample(cfg.upsample),
             _conv(2 * c, c, 3), _norm(n, c), act,
             _conv(c, 3, 7), nn.Tanh(),
         )
@@ -142,7 +157,8 @@ class PatchGenerator(nn.Module):
 
     def load_from(self, other: PatchGenerator) -> None:
         """Take ``other``'s weights; it may lack this one's skip or noise input, which then
-        start at zero, so this generator paints as ``other`` did."""
+        start at zero, so this generator paints as ``other`` did (its upsampling may
+        differ too: it has no weights)."""
         mine, theirs = self.config, other.config
         if ((mine.channels, mine.res_blocks, mine.norm) != (
                 theirs.channels, theirs.res_blocks, theirs.norm)

@@ -201,7 +201,8 @@ def check_style_config(config: dict, source: str | Path) -> dict:
         gen = config.get("generator")
         if not isinstance(gen, dict):
             raise ValueError(f"generator must be an object, got {gen!r}")
-        if unknown := set(gen) - {"channels", "res_blocks", "norm", "skip", "noise"}:
+        if unknown := set(gen) - {"channels", "res_blocks", "norm", "skip", "noise",
+                                "upsample"}:
             raise ValueError(f"generator has unknown fields {sorted(unknown)}")
         for key, (low, high) in GENERATOR_LIMITS.items():
             _integer(gen.get(key, {"channels": 32, "res_blocks": 4}[key]), low, high,
@@ -209,6 +210,9 @@ def check_style_config(config: dict, source: str | Path) -> dict:
         for key in ("skip", "noise"):
             if not isinstance(gen.get(key, False), bool):
                 raise ValueError(f"generator.{key} must be true or false, got {gen.get(key)!r}")
+        if gen.get("upsample", "nearest") not in ("nearest", "bilinear"):
+            raise ValueError(f"generator.upsample must be nearest or bilinear, "
+                             f"got {gen.get('upsample')!r}")
         if gen.get("norm", "pixel") not in ("pixel", "none", "instance"):
             raise ValueError(f"generator.norm must be pixel, none or instance, "
                              f"got {gen.get('norm')!r}")

@@ -44,11 +44,29 @@ def test_load_from_refuses_another_architecture_and_dropping_a_skip():
             PatchGenerator(GeneratorConfig(8, 1, skip=True)))
 
 
+def test_a_bilinear_generator_takes_a_nearest_ones_weights_and_smooths_its_blocks():
+    torch.manual_seed(0)
+    nearest = PatchGenerator(GeneratorConfig(8, 1))
+    bilinear = PatchGenerator(GeneratorConfig(8, 1, upsample="bilinear"))
+    bilinear.load_from(nearest)
+    x = torch.rand(1, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        a, b = nearest.net[:-5](x), bilinear.net[:-5](x)  # the decoder's last upsampling
+    # Nearest copies each feature into a 2×2 block; bilinear varies inside it.
+    assert torch.equal(a[..., 0::2, :], a[..., 1::2, :])
+    assert not torch.allclose(b[..., 0::2, :], b[..., 1::2, :])
+    with pytest.raises(ValueError, match="upsampling"):
+        GeneratorConfig(upsample="bicubic")
+
+
 def test_style_config_accepts_a_boolean_skip_only():
     config = {"tile_size": 64, "generator": {"channels": 8, "res_blocks": 1, "skip": True}}
     check_style_config(config, "x.safetensors")
     config["generator"]["skip"] = "yes"
     with pytest.raises(WeightsError, match="generator.skip"):
+        check_style_config(config, "x.safetensors")
+    config["generator"].update(skip=True, upsample="cubic")
+    with pytest.raises(WeightsError, match="generator.upsample"):
         check_style_config(config, "x.safetensors")
 
 

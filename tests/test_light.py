@@ -191,20 +191,20 @@ def test_full_install_stylizes_on_onnx_without_importing_torch_where_no_gpu_driv
     assert (tmp_path / "o.png").is_file()
 
 
-def test_a_noise_style_paints_the_same_on_onnx_torch_and_in_batches(tmp_path):
+def test_a_noise_bilinear_style_paints_the_same_on_onnx_torch_and_in_batches(tmp_path):
     import torch
 
     from siamgan.models import GeneratorConfig, PatchGenerator
     from siamgan.weights_io import save_weights
 
     torch.manual_seed(0)
-    gen = PatchGenerator(GeneratorConfig(8, 1, skip=True, noise=True))
+    gen = PatchGenerator(GeneratorConfig(8, 1, skip=True, noise=True, upsample="bilinear"))
     with torch.no_grad():
         gen.net[0].weight[:, 3].normal_(0, 0.3)
         gen.skip.weight.normal_(0, 0.3)
     config = {"kind": "style", "name": "noisy", "tile_size": 32,
               "generator": {"channels": 8, "res_blocks": 1, "norm": "pixel",
-                            "skip": True, "noise": True},
+                            "skip": True, "noise": True, "upsample": "bilinear"},
               "strokes": {"picture_side": 96, "detail": 0.5}}
     save_weights(tmp_path / "noisy.safetensors", gen.state_dict(), config)
     model, _ = export_onnx(tmp_path / "noisy.safetensors", tmp_path / "noisy")
