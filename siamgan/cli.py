@@ -77,6 +77,17 @@ def stylize(
                                             "more twice, shifted by 2 px, and average: "
                                             "slanted edges stay smooth instead of becoming "
                                             "a staircase of blocks (docs/strokes.md)."),
+    photo_edges: bool = typer.Option(True, "--photo-edges/--no-photo-edges",
+                                     help="Enlarge those sizes with the photo's own edges "
+                                          "(a guided upsampling): edges stay sharp and "
+                                          "smooth, without the generator's blocky steps; "
+                                          "flat areas keep the painting's dabs "
+                                          "(docs/strokes.md)."),
+    flow: bool = typer.Option(True, "--flow/--no-flow",
+                              help="Lay the coarse painting's dabs along the photo's forms "
+                                   "(its brightness contours) as short strokes, instead of "
+                                   "the generator's one diagonal pattern everywhere "
+                                   "(docs/strokes.md)."),
     overlap: int = typer.Option(None, "--overlap", min=0,
                                 help="Overlap between tiles in px (default ⅛ of the tile, 8 "
                                      "px for 64-px tiles: neighbours cross-fade, which "
@@ -141,7 +152,8 @@ def stylize(
         options = ConvertOptions(out_format, quality, overwrite, max_pixels,
                                  TileConfig(tile, overlap, scale, batch_size or 16, blend,
                                             seamless, palette, strokes, detail,
-                                            match_detail, shift_average),
+                                            match_detail, shift_average, photo_edges,
+                                            flow),
                                  progress=output != "-",
                                  log=lambda line: tqdm.write(line, file=sys.stderr),
                                  shard=None if shard is None else parse_shard(shard))
@@ -518,6 +530,9 @@ def eval_cmd(
                                       help="As in stylize."),
     shift_average: bool = typer.Option(True, "--shift-average/--no-shift-average",
                                        help="As in stylize."),
+    photo_edges: bool = typer.Option(True, "--photo-edges/--no-photo-edges",
+                                     help="As in stylize."),
+    flow: bool = typer.Option(True, "--flow/--no-flow", help="As in stylize."),
     palette: float = typer.Option(None, "--palette", min=0.0, max=1.0, help="As in stylize."),
     json_out: Path = typer.Option(None, "--json", help="Also write the results as JSON."),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
@@ -547,7 +562,8 @@ def eval_cmd(
         stylizer = Stylizer.from_style(str(weights or style), device)
         tiling = TileConfig(tile, overlap, scale, blend=blend, seamless=seamless,
                             palette=palette, strokes=strokes, detail=detail,
-                            match_detail=match_detail, shift_average=shift_average)
+                            match_detail=match_detail, shift_average=shift_average,
+                            photo_edges=photo_edges, flow=flow)
         if photos is not None:
             result = evaluate(stylizer, photos, paintings,
                               EvalConfig(holdout_every=holdout_every, seam_photos=seam_photos),

@@ -25,6 +25,7 @@ from PIL import Image
 
 from . import pyramid
 from .detail import DETAIL_LEVELS, match_detail
+from .flow import lay_along_forms
 from .images import resize
 from .palette import Palette, check_strength, match_palette
 from .tiling import BLENDS, NumpyTiles, shift_averaged, tile_starts, tiled_apply
@@ -115,6 +116,12 @@ class TileConfig:
     :data:`SHIFT_MAGNIFIED` times or more twice, the second time shifted by half the
     generator's inner grid, and averages them: slanted edges painted as small steps
     would otherwise be magnified into a staircase (:data:`GRID_SHIFTS`).
+    ``photo_edges`` enlarges each such rung with the photo's edges (a guided
+    upsampling, :func:`siamgan.pyramid.guided_coefficients`) instead of a bicubic
+    one: the generator's steps along edges, magnified, are the rest of the staircase.
+    ``flow`` lays the coarsest painting's fine texture, when the output magnifies it,
+    along the photo's brightness contours (:func:`siamgan.flow.lay_along_forms`): short
+    strokes that follow the forms instead of the generator's one diagonal dab.
     ``palette`` is the strength (0 to 1) of the palette match after the generator
     (:func:`siamgan.palette.match_palette`); None means the style's own default, and
     a style without a recorded palette gets none.
@@ -131,6 +138,8 @@ class TileConfig:
     detail: float | None = None
     match_detail: bool = True
     shift_average: bool = True
+    photo_edges: bool = True
+    flow: bool = True
 
     def __post_init__(self) -> None:
         if self.strokes not in STROKES:
@@ -390,6 +399,17 @@ class Painter:
         for rh, rw in reversed([size for size, _ in plan]):
             finer = finer if finer.shape[:2] == (rh, rw) else resize(finer, rw, rh)
             inputs.insert(0, finer)
+        # The photo's brightness at each rung a magnified rung is enlarged from or to
+        # (photo_edges), and at the coarsest (flow).
+        magnified = [i for i, ((rh, _), _) in enumerate(plan)
+                     if t.strokes == "picture" and rh * SHIFT_MAGNIFIED <= h]
+        guides: list[np.ndarray | None] = [None] * len(plan)
+        for j in {j for i in magnified for j in (i, i + 1) if i + 1 < len(plan)
+                  } if t.photo_edges else ():
+            guides[j] = pyramid.luma(inputs[j])
+        flow_guide = None
+        if t.flow and 0 in magnified:
+            flow_guide = guides[0] if guides[0] is not None else pyramid.luma(inputs[0])
         target = self.strokes.get("photo_detail")
         if t.strokes == "picture" and t.match_detail and target:
             inputs[0] = match_detail(inputs[0], target)
@@ -401,12 +421,19 @@ class Painter:
             outs.append(shift_averaged(inputs[i], paint, self.shifts(rh, h, t),
                                        progress.rung(i, rh)))
             inputs[i] = None  # type: ignore[call-overload]
+        if flow_guide is not None:
+            outs[0] = lay_along_forms(outs[0], flow_guide)
         if len(outs) == 1:
             return resize(outs[0], w, h)
         if plan[-1][0] != (h, w):  # the full-size rung was skipped (no detail)
             return resize(outs[-1], w, h)
+        # The rung enlarged last from a guided one is itself enlarged 2× or less: its
+        # own grid's steps are snapped to the photo's edges before its detail is added.
+        for k in range(1, len(outs) - 1):
+            if guides[k] is not None and guides[k + 1] is None:
+                outs[k] = pyramid.snap_to_photo(outs[k], guides[k])
         weights = pyramid.detail_weights(len(outs), self.detail(t))
-        return pyramid.compose(outs, weights)
+        return pyramid.compose(outs, weights, guides=guides)
 
     def stylize(self, image: Image.Image, tiling: TileConfig | None = None) -> Image.Image:
         """Stylize a PIL image; alpha is kept, greyscale becomes RGB."""

@@ -61,6 +61,20 @@ def test_train_styles_stylize_eval(tmp_path, home):
     with Image.open(out2) as im:
         assert im.size == (45, 37)
 
+    # A picture the paintings' size magnifies: flow and photo edges on by default.
+    big = tmp_path / "big.png"
+    Image.fromarray(np.random.default_rng(4).integers(0, 256, (200, 260, 3), dtype=np.uint8)
+                    ).save(big)
+    outs = {}
+    for name, extra in (("on", []), ("off", ["--no-flow", "--no-photo-edges"])):
+        outs[name] = tmp_path / f"{name}.png"
+        r = cli("stylize", str(big), "-o", str(outs[name]), "--style", "tiny", "--device",
+                "cpu", *extra)
+        assert r.exit_code == 0, r.output
+    with Image.open(outs["on"]) as on, Image.open(outs["off"]) as off:
+        assert on.size == off.size == (260, 200)
+        assert np.abs(np.asarray(on, dtype=int) - np.asarray(off, dtype=int)).mean() > 0.5
+
     report = tmp_path / "eval.json"
     r = cli("eval", "--photos", str(a), "--paintings", str(b), "--style", "tiny",
             "--seam-photos", "0", "--holdout-every", "0", "--device", "cpu",
@@ -190,7 +204,7 @@ def test_usage_errors_exit_2(tmp_path, home, args, message):
 @pytest.mark.parametrize("command, options", [
     ([], ["stylize", "train", "eval", "styles", "dcgan"]),
     (["stylize"], ["--output", "--style", "--weights", "--tile", "--scale", "--overlap",
-                   "--device"]),
+                   "--device", "--photo-edges", "--flow"]),
     (["train"], ["--a", "--b", "--name", "--steps", "--tile", "--batch", "--recipe",
                  "--resume", "--dry-run", "--device", "--no-combo", "--holdout-every"]),
     (["eval"], ["--photos", "--paintings", "--style", "--weights", "--holdout-every",
@@ -283,8 +297,9 @@ def test_eval_large_scores_whole_pictures_seams_and_writes_sheets(tmp_path):
     paintings = folder(tmp_path / "b", 4, seed=2, size=(64, 64))
     yard = folder(tmp_path / "yard", 1, seed=4, size=(96, 160))  # one of two, half size
     s = Stylizer(torch.nn.Identity(), 16, config={"strokes": {"picture_side": 64}})
-    result = evaluate_large(s, large, paintings, TileConfig(), yard, tmp_path / "sheets",
-                            tmp_path / "saved")
+    # No flow: it lays an identity painting's texture (here, the noise) along contours.
+    result = evaluate_large(s, large, paintings, TileConfig(flow=False), yard,
+                            tmp_path / "sheets", tmp_path / "saved")
     assert result["photos"] == 2 and result["whole"] == 256
     for key in ("photos", "stylized"):
         assert set(result["swd"][key]) == {"level0", "level1", "level2", "mean"}
