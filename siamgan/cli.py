@@ -224,6 +224,10 @@ def train_cmd(
                                      help="With --noise --init-from: start the noise "
                                           "input's weights at this fraction of the spread "
                                           "of the colour weights, not at zero (default 0)."),
+    noise_frozen: bool = typer.Option(None, "--noise-frozen/--noise-trained",
+                                      help="With --noise: keep the noise input's weights as "
+                                           "they start, so G cannot learn to ignore the "
+                                           "noise (default: trained)."),
     patch_critic: str = typer.Option("", "--patch-critic",
                                      help="D depths with a patch critic, e.g. 3,4: strokes "
                                           "judged at several scales (default none)."),
@@ -309,7 +313,8 @@ def train_cmd(
                                        contrast_weight=contrast, chroma_weight=chroma,
                                        ema_decay=ema_decay, nce_weight=nce,
                                        patch_weight=patch_weight, shift_weight=shift,
-                                       noise_init=noise_init).items()
+                                       noise_init=noise_init,
+                                       noise_frozen=noise_frozen).items()
                  if v is not None}
     try:
         heads = tuple(int(d) for d in patch_critic.split(",") if d.strip())

@@ -74,7 +74,8 @@ class TrainConfig:
     translates two windows of each, a few pixels apart, and must paint them alike,
     so its strokes follow the photo rather than its own 4-px grid. ``noise_init`` starts a
     noise input added to an ``init_from`` generator at that fraction of the spread of its
-    colour weights, not at zero.
+    colour weights, not at zero; ``noise_frozen`` keeps those weights as they start (their
+    gradient is zeroed), so G cannot learn to drop the noise.
     ``identity_crops`` K > 0 takes the identity term on K paintings, not the whole batch;
     ``precision="bfloat16"`` runs G's and D's passes under bf16 autocast (weights,
     optimiser and PatchNCE stay float32).
@@ -100,6 +101,7 @@ class TrainConfig:
     shift_weight: float = 0.0
     shift_crops: int = 4
     noise_init: float = 0.0
+    noise_frozen: bool = False
     nce_patches: int = 256
     nce_tau: float = 0.07
     patch_weight: float = 0.0
@@ -210,6 +212,8 @@ def build_models(cfg: TrainConfig, device: torch.device) -> Models:
                 rgb = gen.net[0].weight[:, :3]
                 gen.net[0].weight[:, 3:].normal_(0, cfg.noise_init * float(rgb.std()))
     gen = gen.to(device, memory_format=layout)
+    if cfg.noise_frozen and cfg.generator.noise:
+        gen.net[0].weight.register_hook(freeze_noise_weights)
     disc = SiameseDiscriminator(cfg.discriminator).to(device, memory_format=layout)
     ema = copy.deepcopy(gen).eval().requires_grad_(False)
     betas = (cfg.beta1, cfg.beta2)
@@ -220,6 +224,14 @@ def build_models(cfg: TrainConfig, device: torch.device) -> Models:
     return Models(gen, disc, ema,
                   torch.optim.Adam(gen.parameters(), cfg.lr_g, betas=betas),
                   torch.optim.Adam(disc.parameters(), cfg.lr_d, betas=betas), nce, opt_nce)
+
+
+def freeze_noise_weights(grad: torch.Tensor) -> torch.Tensor:
+    """The first conv's gradient with its noise input's part (channel 3) zeroed: Adam
+    (no weight decay) then never moves those weights."""
+    grad = grad.clone()
+    grad[:, 3:] = 0
+    return grad
 
 
 def initial_generator(cfg: TrainConfig) -> PatchGenerator:

@@ -206,6 +206,14 @@ def test_a_noise_input_grown_on_a_style_starts_at_zero_or_at_noise_init(tmp_path
                               shift_weight=1.0, shift_crops=1), name="noisy")
     assert Stylizer.from_style(str(done)).noise
     assert "shift" in stats(tmp_path / "runs" / "noisy")[-1]
+    # Frozen, the noise weights stay as they started while the rest moves.
+    start = build(noise_init=0.5).net[0].weight.detach().clone()
+    kw = dict(init_from=str(first), generator=noisy, noise_init=0.5, ema_decay=0.0)
+    for frozen in (True, False):
+        done = fit(tmp_path, tiny(steps=3, noise_frozen=frozen, **kw), name=f"f{frozen}")
+        end = Stylizer.from_style(str(done)).generator.net[0].weight
+        assert torch.equal(end[:, 3], start[:, 3]) is frozen
+        assert not torch.equal(end[:, :3], start[:, :3])
 
 
 def test_zoomed_photo_crops_are_enlarged_and_flatter():
