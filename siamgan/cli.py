@@ -78,8 +78,9 @@ def stylize(
                                             "slanted edges stay smooth instead of becoming "
                                             "a staircase of blocks (docs/strokes.md)."),
     photo_edges: bool = typer.Option(True, "--photo-edges/--no-photo-edges",
-                                     help="Enlarge those sizes with the photo's own edges "
-                                          "(a guided upsampling): edges stay sharp and "
+                                     help="Enlarge the paintings the output magnifies 3× "
+                                          "or more with the photo's own edges (a guided "
+                                          "upsampling): edges stay sharp and "
                                           "smooth, without the generator's blocky steps; "
                                           "flat areas keep the painting's dabs "
                                           "(docs/strokes.md)."),
