@@ -271,6 +271,10 @@ def train_cmd(
                                help="Generator noise input: a fourth channel of noise to paint "
                                     "flat areas from, fixed per pixel when stylizing (with "
                                     "--init-from, added at zero)."),
+    streaks: bool = typer.Option(False, "--streaks",
+                                 help="With --noise: lay the noise in streaks along the "
+                                      "photo's contours, so the texture G paints from it "
+                                      "follows the forms."),
     upsample: str = typer.Option(None, "--upsample",
                                  help="Generator decoder upsampling: nearest (default) or "
                                       "bilinear (no 4-px blocks along a magnified painting's "
@@ -325,16 +329,17 @@ def train_cmd(
         overrides["patch_weight"] = 1.0
     try:
         generator = GeneratorConfig(channels, res_blocks, norm, skip, noise,
-                                    upsample or "nearest")
+                                    upsample or "nearest", streaks)
     except ValueError as e:
-        fail(f"{e} (--norm, --upsample)", 2)
+        fail(f"{e} (--norm, --upsample, --streaks)", 2)
     if init_from:
         try:
             start = load_style(init_from)[0].config
         except WeightsError as e:
             fail(str(e), 2)
         generator = replace(start, skip=skip or start.skip, noise=noise or start.noise,
-                            upsample=upsample or start.upsample)
+                            upsample=upsample or start.upsample,
+                            streaks=streaks or start.streaks)
     # With --resume the checkpoint's config is the base and ``overrides`` are checked as
     # changes to it (a --patch-weight needs the checkpoint's patch critic, not this call's).
     built = {} if resume else overrides

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from .flow import streak_noise
+from .pyramid import LUMA
 from .tiling import NOISE_SCALE
 
 UPSAMPLING = ("nearest", "bilinear")
@@ -29,10 +32,13 @@ class GeneratorConfig:
     skip: bool = False  # full-size features reach the decoder (see PatchGenerator)
     noise: bool = False  # a fourth input channel of noise (see PatchGenerator)
     upsample: str = "nearest"  # nearest | bilinear: the decoder's two 2× upsamplings
+    streaks: bool = False  # the noise laid in streaks along the photo's contours
 
     def __post_init__(self) -> None:
         if self.norm not in ("pixel", "none", "instance"):
             raise ValueError(f"unknown generator norm {self.norm!r}")
+        if self.streaks and not self.noise:
+            raise ValueError("streaks are a kind of noise input: they need noise")
         if self.upsample not in UPSAMPLING:
             raise ValueError(f"unknown generator upsampling {self.upsample!r}")
         if self.channels < 1 or self.res_blocks < 0:
@@ -110,6 +116,10 @@ class PatchGenerator(nn.Module):
     positions instead, so tiles agree and a picture always paints the same
     (:func:`siamgan.tiling.noise_field`). Its weights start at zero, as the skip's.
 
+    ``streaks`` lays that noise along the photo's brightness contours
+    (:func:`siamgan.flow.streak_noise`), so the texture G paints from it already follows
+    the forms; the tiler lays the fixed field the same way, band by band.
+
     ``upsample`` is the decoder's upsampling: ``"nearest"`` copies each S/4 feature to
     a 4×4 block, which the two convs after it only partly smooth, so a magnified coarse
     painting shows the blocks along its edges; ``"bilinear"`` interpolates instead. The
@@ -153,6 +163,8 @@ class PatchGenerator(nn.Module):
             return x
         if noise is None:
             noise = (torch.rand_like(x[:, :1]) * 2 - 1) * NOISE_SCALE
+            if self.config.streaks:
+                noise = streaks_of(x, noise)
         return torch.cat([x, noise.to(x.dtype)], dim=1)
 
     def load_from(self, other: PatchGenerator) -> None:
@@ -169,6 +181,16 @@ class PatchGenerator(nn.Module):
         if mine.noise and not theirs.noise:
             state["net.0.weight"] = torch.cat([first, first.new_zeros(first[:, :1].shape)], 1)
         self.load_state_dict(state, strict=not mine.skip or theirs.skip)
+
+
+def streaks_of(x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """:func:`siamgan.flow.streak_noise` of each image of ``x`` (B×3×H×W, [-1, 1]) and
+    its ``noise`` (B×1×H×W), computed in NumPy; B×1×H×W float32 on ``x``'s device."""
+    rgb = x[:, :3].detach().float().cpu().numpy()
+    luma = np.einsum("bchw,c->bhw", rgb, LUMA)
+    n = noise.detach().float().cpu().numpy()
+    out = np.stack([streak_noise(g, m[0]) for g, m in zip(luma, n)])[:, None]
+    return torch.from_numpy(out).to(x.device)
 
 
 class SiameseDiscriminator(nn.Module):

@@ -253,6 +253,7 @@ class Painter:
         self.config = config or {}
         self.strokes = {**DEFAULT_STROKES, **self.config.get("strokes", {})}
         self.noise = bool(self.config.get("generator", {}).get("noise", False))
+        self.streaks = bool(self.config.get("generator", {}).get("streaks", False))
         found = self.config.get("palette")
         self.palette = Palette.from_dict(found) if found else None
 
@@ -417,7 +418,8 @@ class Painter:
         for i, ((rh, _), (tile, overlap, blend)) in enumerate(plan):
             paint = functools.partial(tiled_apply, fn=run, tile=tile, overlap=overlap,
                                       batch_size=t.batch_size, blend=blend, device=device,
-                                      noise=i if self.noise else None)
+                                      noise=i if self.noise else None,
+                                      streaks=self.streaks)
             outs.append(shift_averaged(inputs[i], paint, self.shifts(rh, h, t),
                                        progress.rung(i, rh)))
             inputs[i] = None  # type: ignore[call-overload]

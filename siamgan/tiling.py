@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import pyramid
+from .flow import STREAK_MARGIN, streak_noise
 from .images import model_range_array, pixels_from_array, quantize, to_model_range
 
 if TYPE_CHECKING:  # the training half of this module needs torch; inference does not
@@ -107,6 +109,19 @@ def noise_field(rows: np.ndarray, cols: np.ndarray, seed: int = 0) -> np.ndarray
     v ^= v >> np.uint32(16)
     unit = (v >> np.uint32(8)).astype(np.float32) * np.float32(2.0**-24)  # [0, 1)
     return ((unit * 2 - 1) * NOISE_SCALE).astype(np.float32)
+
+
+def _streak_band(pixels: np.ndarray, y: int, tile: int, padded_w: int, seed: int,
+                 origin: tuple[int, int]) -> np.ndarray:
+    """The streaked noise field of the band of rows ``y … y + tile`` (tile×padded_w):
+    :func:`noise_field` laid along the picture's contours, read with a margin."""
+    h, w = pixels.shape[:2]
+    m = STREAK_MARGIN
+    rows = reflect_index(np.arange(y - m, y + tile + m), h)
+    cols = reflect_index(np.arange(-m, padded_w + m), w)
+    guide = pyramid.luma(pixels[rows][:, cols]).astype(np.float32)
+    field = streak_noise(guide, noise_field(rows - origin[0], cols - origin[1], seed))
+    return field[m:-m, m:-m]
 
 
 def shift_averaged(pixels: np.ndarray, paint: Callable[..., np.ndarray],
@@ -238,6 +253,7 @@ def tiled_apply(
     device: torch.device | str | None = None,
     noise: int | None = None,
     origin: tuple[int, int] = (0, 0),
+    streaks: bool = False,
 ) -> np.ndarray:
     """Run ``fn`` over an H×W×3 uint8 image tile by tile; return H×W×3 uint8.
 
@@ -259,6 +275,9 @@ def tiled_apply(
     :func:`noise_field` of its pixels' positions with this seed (N×4×S×S in, N×3×S×S
     out), counted from ``origin`` (row, column): a copy of a picture shifted down and
     right by ``origin`` (:func:`shift_averaged`) sees the noise where the picture does.
+    With ``streaks`` that field is laid along the picture's contours
+    (:func:`siamgan.flow.streak_noise`), a band at a time with
+    :data:`~siamgan.flow.STREAK_MARGIN` px of context, so every band equals the whole.
     """
     if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype != np.uint8:
         raise ValueError("tiled_apply expects an H×W×3 uint8 array")
@@ -296,7 +315,8 @@ def tiled_apply(
         rows = xp.index(row_index)
         band = xp.model_range(src[rows][:, cols])  # 3×S×padded_w
         if noise is not None:
-            field = noise_field(row_index - origin[0], col_index - origin[1], noise)[None]
+            field = (_streak_band(pixels, y, tile, padded_w, noise, origin) if streaks else
+                     noise_field(row_index - origin[0], col_index - origin[1], noise))[None]
             band = xp.cat([band, xp.window(field)])
         tiles = xp.stack([band[:, :, x : x + tile] for x in xs])
         outs = xp.cat([fn(b) for b in _batches(tiles, batch_size)])

@@ -249,7 +249,12 @@ def initial_generator(cfg: TrainConfig) -> PatchGenerator:
 
 
 def translate(gen: nn.Module, crops: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
-    """G through the Combo model (default) or, for the ablation, on whole crops."""
+    """G through the Combo model (default) or, for the ablation, on whole crops.
+
+    A generator with streaked noise gets its noise for the whole crop first, so the
+    streaks run on across the four tiles, as the tiler lays them over a picture."""
+    if cfg.generator.streaks:
+        crops = unwrap(gen).inputs(crops)
     return combo(gen, crops, cfg.tile_size) if cfg.combo else gen(crops)
 
 
@@ -474,7 +479,8 @@ def _sample_sheet(ema: nn.Module, fixed: torch.Tensor, whole: np.ndarray,
         out = translate(ema, fixed.to(device), cfg).cpu()
         fn = lambda t: ema(t.to(device)).float().cpu()  # noqa: E731
         whole_out = tiled_apply(whole, fn, cfg.tile_size,
-                                noise=0 if cfg.generator.noise else None)
+                                noise=0 if cfg.generator.noise else None,
+                                streaks=cfg.generator.streaks)
     pairs = [img for pair in zip(to_pixels(fixed), to_pixels(out)) for img in pair]
     return image_grid(pairs, columns=4), np.concatenate([whole, whole_out], axis=1)
 

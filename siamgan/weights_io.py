@@ -202,14 +202,16 @@ def check_style_config(config: dict, source: str | Path) -> dict:
         if not isinstance(gen, dict):
             raise ValueError(f"generator must be an object, got {gen!r}")
         if unknown := set(gen) - {"channels", "res_blocks", "norm", "skip", "noise",
-                                "upsample"}:
+                                "upsample", "streaks"}:
             raise ValueError(f"generator has unknown fields {sorted(unknown)}")
         for key, (low, high) in GENERATOR_LIMITS.items():
             _integer(gen.get(key, {"channels": 32, "res_blocks": 4}[key]), low, high,
                      f"generator.{key}")
-        for key in ("skip", "noise"):
+        for key in ("skip", "noise", "streaks"):
             if not isinstance(gen.get(key, False), bool):
                 raise ValueError(f"generator.{key} must be true or false, got {gen.get(key)!r}")
+        if gen.get("streaks") and not gen.get("noise"):
+            raise ValueError("generator.streaks needs generator.noise")
         if gen.get("upsample", "nearest") not in ("nearest", "bilinear"):
             raise ValueError(f"generator.upsample must be nearest or bilinear, "
                              f"got {gen.get('upsample')!r}")

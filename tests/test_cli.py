@@ -161,7 +161,8 @@ def test_dry_run_prints_the_resolved_config_and_trains_nothing(tmp_path):
     assert cfg["cosine_weight"] == 5 and cfg["margin"] == 2.5
     assert cfg["combo"] is False and cfg["holdout_every"] == 4 and cfg["device"] == "cpu"
     assert cfg["generator"] == {"channels": 8, "res_blocks": 2, "norm": "pixel",
-                                "skip": False, "noise": True, "upsample": "nearest"}
+                                "skip": False, "noise": True, "upsample": "nearest",
+                                "streaks": False}
     assert cfg["recipe"] == "default" and cfg["discriminator"]["critic"] is True
     assert not (tmp_path / "runs").exists()
 

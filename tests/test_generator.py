@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from siamgan import flow, pyramid
 from siamgan.models import GeneratorConfig, PatchGenerator
 from siamgan.tiling import NOISE_SCALE, noise_field, tiled_apply
 from siamgan.weights_io import WeightsError, check_style_config
@@ -116,3 +117,37 @@ def test_tiles_of_a_noise_generator_see_one_field_and_agree():
         plain_gap = np.abs(tiled_apply(picture, plain, 16, overlap=8).astype(int)
                            - tiled_apply(picture, plain, 64)).mean()
     assert gap < 2 * plain_gap + 1
+
+
+def test_streaked_noise_needs_noise_and_follows_the_photos_contours():
+    with pytest.raises(ValueError, match="noise"):
+        GeneratorConfig(streaks=True)
+    config = {"tile_size": 64, "generator": {"streaks": True}}
+    with pytest.raises(WeightsError, match="streaks"):
+        check_style_config(config, "x.safetensors")
+    torch.manual_seed(0)
+    gen = PatchGenerator(GeneratorConfig(8, 1, noise=True, streaks=True))
+    rows = torch.linspace(-1, 1, 64)[:, None].expand(64, 64)
+    photo = torch.sin(rows * 20)[None, None].expand(2, 3, 64, 64)  # contours along x
+    noise = gen.inputs(photo)[:, 3, 8:-8, 8:-8].numpy()
+    assert noise.std() == pytest.approx(1.0, abs=0.15)
+    along = np.corrcoef(noise[:, :, :-2].ravel(), noise[:, :, 2:].ravel())[0, 1]
+    across = np.corrcoef(noise[:, :-2].ravel(), noise[:, 2:].ravel())[0, 1]
+    assert along > 0.5 and abs(across) < 0.1
+    assert not np.allclose(noise[0], noise[1])  # drawn for each photo
+
+
+def test_tiles_lay_streaked_noise_as_the_whole_picture_does():
+    rng = np.random.default_rng(0)
+    picture = rng.integers(0, 256, (70, 90, 3), dtype=np.uint8)
+    noise_out = lambda t: t[:, 3:4].repeat(1, 3, 1, 1) / 4  # noqa: E731
+    field = tiled_apply(picture, noise_out, 128, noise=0, streaks=True)  # one tile
+    banded = tiled_apply(picture, noise_out, 16, overlap=4, noise=0, streaks=True)
+    assert np.abs(field.astype(int) - banded).max() <= 1
+    expected = flow.streak_noise(pyramid.luma(picture).astype(np.float32),
+                                 noise_field(np.arange(70), np.arange(90), 0))
+    inner = (slice(12, -12), slice(12, -12))
+    got = field.astype(np.float32)[..., 0] / 127.5 - 1
+    np.testing.assert_allclose(got[inner], (expected / 4)[inner], atol=0.01)
+    white = tiled_apply(picture, noise_out, 16, overlap=4, noise=0)
+    assert np.abs(white.astype(int) - banded)[inner].mean() > 5

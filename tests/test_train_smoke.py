@@ -201,10 +201,11 @@ def test_a_noise_input_grown_on_a_style_starts_at_zero_or_at_noise_init(tmp_path
     torch.testing.assert_close(grown[:, :3], plain[:, :3])
     spread = float(grown[:, 3].detach().std()) / float(plain[:, :3].detach().std())
     assert spread == pytest.approx(0.5, rel=0.5)
-    # The run trains, samples and exports with the noise input.
-    done = fit(tmp_path, tiny(steps=2, init_from=str(first), generator=noisy, noise_init=0.5,
-                              shift_weight=1.0, shift_crops=1), name="noisy")
-    assert Stylizer.from_style(str(done)).noise
+    # The run trains, samples and exports with the noise input, here laid in streaks.
+    streaky = GeneratorConfig(4, 1, noise=True, streaks=True)
+    done = fit(tmp_path, tiny(steps=2, init_from=str(first), generator=streaky,
+                              noise_init=0.5, shift_weight=1.0, shift_crops=1), name="noisy")
+    assert Stylizer.from_style(str(done)).noise and Stylizer.from_style(str(done)).streaks
     assert "shift" in stats(tmp_path / "runs" / "noisy")[-1]
     # Frozen, the noise weights stay as they started while the rest moves.
     start = build(noise_init=0.5).net[0].weight.detach().clone()
