@@ -15,6 +15,7 @@ from .metrics import (
     content_ssim,
     grid_level,
     reinhard_colour_transfer,
+    scene_palette,
     seam_score,
     swd_pyramid,
 )
@@ -79,6 +80,8 @@ def evaluate(stylizer: Stylizer, photos_dir: str | Path, paintings_dir: str | Pa
         "ssim": {"stylized": float(np.mean([content_ssim(p, s) for p, s in zip(photos, stylized)])),
                  "colour_transfer": float(np.mean([content_ssim(p, b)
                                                    for p, b in zip(photos, baseline)]))},
+        "scene": {"stylized": scene_palette(photos, stylized),
+                  "colour_transfer": scene_palette(photos, baseline)},
     }
     result["seams"] = seam_scores(stylizer, photos[: cfg.seam_photos], cfg, tiling)
     return result
@@ -132,6 +135,8 @@ def format_table(result: dict) -> str:
     ssim = result["ssim"]
     lines += ["", f"content SSIM (4× down): stylized {ssim['stylized']:.3f}, "
                   f"colour transfer {ssim['colour_transfer']:.3f}"]
+    lines += _scene_lines(result.get("scene", {}),
+                          {"stylized": "stylized", "colour_transfer": "colour transfer"})
     seams = result["seams"]
     if seams.get("skipped"):
         lines.append(f"seam score skipped: {seams['skipped']}")
@@ -226,6 +231,8 @@ def evaluate_large(stylizer: Stylizer, large_dir: str | Path, paintings_dir: str
         "whole": WHOLE,
         "swd": {k: swd(v) for k, v in wholes.items()},
         "ssim": {k: float(np.mean(v)) if v else None for k, v in ssim.items()},
+        "scene": {k: scene_palette(wholes["photos"], v) for k, v in wholes.items()
+                  if k != "photos" and len(v) == len(paths) > 1},
         "seam_max": max(seams) if seams else None,
         "seconds": round(sum(r["seconds"] for r in per_image), 1),
         "images": per_image,
@@ -275,6 +282,17 @@ def _busiest_block(img: np.ndarray, side: int) -> tuple[int, int]:
     return where
 
 
+def _scene_lines(scene: dict, labels: dict[str, str]) -> list[str]:
+    """:func:`~siamgan.metrics.scene_palette` as lines of text (none if not measured)."""
+    rows = [(label, scene[key]) for key, label in labels.items() if key in scene]
+    if not rows:
+        return []
+    lines = ["", f"palette with the scene: brightness follows the photo (correlation), "
+                 f"mean colours' spread (photos {rows[0][1]['photo_spread']:.1f})"]
+    return lines + [f"  {label:<22}{s['brightness']:>7.3f}{s['spread']:>9.1f}"
+                    for label, s in rows]
+
+
 def format_large(result: dict) -> str:
     """A plain-text table of an :func:`evaluate_large` result."""
     lines = [f"{result['photos']} large photos seen whole at {result['whole']}², "
@@ -289,6 +307,8 @@ def format_large(result: dict) -> str:
         ssim = result["ssim"].get(key)
         lines.append(f"{label:<24}" + "".join(f"{row[k]:>9.1f}" for k in LEVELS)
                      + (f"{ssim:>8.3f}" if ssim is not None else ""))
+    lines += _scene_lines(result.get("scene", {}),
+                          {"stylized": "siamgan", "yardstick": "yardstick"})
     lines.append("")
     for r in result["images"]:
         seam = (f"seam {r['seam']:.2f} (input {r['seam_input']:.2f}, pitch {r['pitch']}), "

@@ -1,4 +1,5 @@
-"""Evaluation metrics: pyramid sliced Wasserstein distance, colour baseline, SSIM, seam score.
+"""Evaluation metrics: pyramid sliced Wasserstein distance, colour baseline, SSIM, seam score,
+scene palette.
 
 All functions take numpy ``uint8`` RGB images of shape ``(H, W, 3)`` unless noted, and are pure
 numpy / scipy / scikit-image so they run anywhere the package does (no GPU needed).
@@ -202,6 +203,31 @@ def reinhard_colour_transfer(
 
 
 # --------------------------------------------------------------------------- SSIM
+
+
+def scene_palette(photos: list[np.ndarray], outputs: list[np.ndarray]) -> dict[str, float]:
+    """Whether a style's palette changes with the scene, over pictures of several scenes.
+
+    ``brightness``: the Pearson correlation between each photo's mean brightness (BT.601)
+    and its output's, near 1 when a night photo stays darker than a day one.
+    ``spread``: how far the outputs' mean colours (CIELAB a*, b*, each picture's mean)
+    lie apart, as the root of their summed variance over pictures: 0 when every scene
+    gets the same palette. ``photo_spread`` is the same for the photos.
+    """
+    if len(photos) != len(outputs) or len(photos) < 2:
+        raise ValueError("scene_palette needs two or more photos, each with an output")
+
+    def means(images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        bright = np.array([_luma(im).mean() for im in images])
+        ab = np.array([color.rgb2lab(_check_rgb(im))[..., 1:].mean(axis=(0, 1))
+                       for im in images])
+        return bright, ab
+
+    (b_in, ab_in), (b_out, ab_out) = means(photos), means(outputs)
+    flat = b_in.std() == 0 or b_out.std() == 0
+    return {"brightness": 0.0 if flat else float(np.corrcoef(b_in, b_out)[0, 1]),
+            "spread": float(np.sqrt(ab_out.var(axis=0).sum())),
+            "photo_spread": float(np.sqrt(ab_in.var(axis=0).sum()))}
 
 
 def content_ssim(inp: np.ndarray, out: np.ndarray) -> float:

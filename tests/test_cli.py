@@ -85,6 +85,9 @@ def test_train_styles_stylize_eval(tmp_path, home):
     result = json.loads(report.read_text())
     assert result["photos"] == 3 and result["paintings"] == 4 and result["style"] == "tiny"
     assert result["swd"]["stylized"]["mean"] >= 0
+    assert "palette with the scene" in r.stdout
+    assert set(result["scene"]) == {"stylized", "colour_transfer"}
+    assert -1 <= result["scene"]["stylized"]["brightness"] <= 1
 
 
 def test_eval_with_seams_at_any_scale(tmp_path):
@@ -306,6 +309,8 @@ def test_eval_large_scores_whole_pictures_seams_and_writes_sheets(tmp_path):
         assert set(result["swd"][key]) == {"level0", "level1", "level2", "mean"}
     assert result["swd"]["yardstick"] is None  # one picture cannot make a distribution
     assert result["ssim"]["stylized"] > 0.9  # the identity keeps the content
+    assert set(result["scene"]) == {"stylized"}  # not the yardstick: it painted one of two
+    assert result["scene"]["stylized"]["brightness"] > 0.9
     first = result["images"][0]
     assert first["pitch"] == 16 and first["seam"] > 0 and len(first["rungs"]) > 1
     assert "yardstick_ssim" in first and "yardstick_ssim" not in result["images"][1]

@@ -211,3 +211,21 @@ def test_grid_level_ignores_large_scale_shading() -> None:
     shaded = 100 + 60 * np.sin(x / 150) + 40 * np.cos(y / 90)
     img = np.repeat(shaded[..., None], 3, axis=2).round().astype(np.uint8)
     assert M.grid_level(img)["level"] < 0.3
+
+
+def test_scene_palette_tells_one_palette_for_all_from_one_per_scene():
+    from siamgan.metrics import scene_palette
+
+    rng = np.random.default_rng(0)
+    tints = [(20, 30, 90), (200, 180, 60), (60, 160, 70), (150, 60, 50)]
+    photos = [np.clip(rng.normal(t, 15, (32, 32, 3)), 0, 255).astype(np.uint8) for t in tints]
+    kept = scene_palette(photos, photos)
+    assert kept["brightness"] == pytest.approx(1.0)
+    assert kept["spread"] == pytest.approx(kept["photo_spread"]) and kept["spread"] > 20
+    ochre = [np.full_like(p, (190, 150, 70)) for p in photos]
+    same = scene_palette(photos, ochre)
+    assert same["spread"] < 1e-6 and same["brightness"] == 0.0
+    inverted = scene_palette(photos, [255 - p for p in photos])
+    assert inverted["brightness"] < -0.9
+    with pytest.raises(ValueError):
+        scene_palette(photos[:1], photos[:1])
