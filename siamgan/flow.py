@@ -56,18 +56,21 @@ def stroke_directions(guide: np.ndarray, radius: int = FLOW_RADIUS
 
 def sample(image: np.ndarray, y: np.ndarray, x: np.ndarray) -> np.ndarray:
     """``image`` (C×H×W) at fractional positions, bilinear, edges repeated."""
-    h, w = image.shape[1:]
+    c, h, w = image.shape
     y = np.clip(y, 0, h - 1)
     x = np.clip(x, 0, w - 1)
-    y0 = np.minimum(y.astype(np.int64), h - 2) if h > 1 else np.zeros(y.shape, np.int64)
-    x0 = np.minimum(x.astype(np.int64), w - 2) if w > 1 else np.zeros(x.shape, np.int64)
+    y0 = np.minimum(y.astype(np.int64), max(h - 2, 0))
+    x0 = np.minimum(x.astype(np.int64), max(w - 2, 0))
     fy = (y - y0).astype(np.float32)
     fx = (x - x0).astype(np.float32)
-    y1 = np.minimum(y0 + 1, h - 1)
-    x1 = np.minimum(x0 + 1, w - 1)
-    top = image[:, y0, x0] * (1 - fx) + image[:, y0, x1] * fx
-    bottom = image[:, y1, x0] * (1 - fx) + image[:, y1, x1] * fx
-    return top * (1 - fy) + bottom * fy
+    # Gathers from the flattened picture: much faster than indexing two axes.
+    flat = image.reshape(c, h * w)
+    top, below = y0 * w, np.minimum(y0 + 1, h - 1) * w
+    right = np.minimum(x0 + 1, w - 1)
+    tl, tr = flat.take(top + x0, axis=1), flat.take(top + right, axis=1)
+    bl, br = flat.take(below + x0, axis=1), flat.take(below + right, axis=1)
+    upper = tl + (tr - tl) * fx
+    return upper + (bl + (br - bl) * fx - upper) * fy
 
 
 def streak_noise(guide: np.ndarray, noise: np.ndarray,
