@@ -2,6 +2,8 @@
 # CI, light install: a venv with `pip install .` alone (no extras) must stylize, with
 # the batch machinery, and torch must not be importable there.
 set -euo pipefail
+# Name the failed check: a bare `test` or `grep -q` fails without a word.
+trap 'echo "light e2e: failed (exit $?) at line $LINENO: $BASH_COMMAND" >&2' ERR
 cd "$(dirname "$0")/.."
 venv="${LIGHT_VENV:-.venv-light}"
 work="$(mktemp -d)"
@@ -13,7 +15,9 @@ for module in torch torchvision safetensors skimage; do
   fi
 done
 siamgan="$venv/bin/siamgan"
-"$siamgan" styles | grep -q '^vangogh '
+# Outputs go to files before grep: `cmd | grep -q` can end cmd early with SIGPIPE.
+"$siamgan" styles > "$work/styles"
+grep -q '^vangogh ' "$work/styles"
 mkdir -p "$work/photos/trip"
 cp examples/rocket.jpg "$work/photos/rocket.jpg"
 "$venv/bin/python" - "$work/photos/trip" <<'PY'
@@ -29,13 +33,21 @@ for k in 1 2; do
     --seamless --palette 0.5 --scale 0.8 --report "$work/report$k.json"
 done
 test "$(find "$work/out" -type f | wc -l)" -eq 3
-"$siamgan" stylize "$work/photos" -o "$work/out/" --style vangogh | grep -q 'skipped 3'
+"$siamgan" stylize "$work/photos" -o "$work/out/" --style vangogh > "$work/again"
+grep -q 'skipped 3' "$work/again"
 # Exit codes: 2 usage error, 1 a failed file; training says what to install.
-set +e
-"$siamgan" stylize "$work/photos" -o "$work/out/" --style nosuchstyle 2>/dev/null; test $? -eq 2 || exit 1
+expect() {  # expect RC CMD...: CMD exits RC; its stderr is kept in $work/err
+  local want=$1 rc=0; shift
+  "$@" 2>"$work/err" || rc=$?
+  if [ "$rc" -ne "$want" ]; then
+    echo "light e2e: '$*' exited $rc, expected $want" >&2; cat "$work/err" >&2; exit 1
+  fi
+}
+expect 2 "$siamgan" stylize "$work/photos" -o "$work/out/" --style nosuchstyle
 echo "not an image" > "$work/photos/broken.jpg"
-"$siamgan" stylize "$work/photos" -o "$work/out/" --style vangogh 2>/dev/null; test $? -eq 1 || exit 1
-"$siamgan" train --a x --b y --name z 2>"$work/err"; test $? -eq 1 || exit 1
-set -e
-grep -q "pip install 'siamgan\[train\]'" "$work/err" && test "$(wc -l < "$work/err")" -eq 1
+expect 1 "$siamgan" stylize "$work/photos" -o "$work/out/" --style vangogh
+expect 1 "$siamgan" train --a x --b y --name z
+# One clear line, not a traceback (other lines, say a runtime's warning, may come too).
+grep -q "pip install 'siamgan\[train\]'" "$work/err"
+if grep -q Traceback "$work/err"; then cat "$work/err" >&2; exit 1; fi
 echo "light e2e: ok ($(du -sm "$venv" | cut -f1) MB venv)"
