@@ -213,6 +213,13 @@ def train_cmd(
                                  help="Weight of the chroma term: the spread of each crop's "
                                       "colourfulness held to the paintings' crops' "
                                       "(default 0)."),
+    gamut: float = typer.Option(None, "--gamut",
+                                help="Weight of the gamut term: each pixel's colour held "
+                                     "within --gamut-radius of the paintings' colours "
+                                     "(default 0)."),
+    gamut_radius: float = typer.Option(None, "--gamut-radius",
+                                       help="The gamut's radius, in the paintings' colour "
+                                            "spread (Mahalanobis distance; default 3)."),
     nce: float = typer.Option(None, "--nce",
                               help="Weight of PatchNCE (CUT) on G's own encoder features: each "
                                    "patch of a translation must match the same place of its "
@@ -255,8 +262,13 @@ def train_cmd(
                                  help="Half the photo crops enlarged by up to this factor, "
                                       "like the flat tiles of large photos (default 1: none)."),
     vivid_a: float = typer.Option(None, "--vivid-a", min=0.0, max=1.0,
-                                  help="Share of the photo crops made up to 2× as colourful "
-                                       "(vivid photos: flowers, macro shots; default 0)."),
+                                  help="Share of the photo crops made more colourful, up to "
+                                       "--saturation-a × (vivid photos: flowers, macro shots; "
+                                       "default 0)."),
+    saturation_a: float = typer.Option(None, "--saturation-a", min=1.0,
+                                       help="How colourful --vivid-a makes a crop at most: each "
+                                            "pixel's distance from its grey × up to this "
+                                            "(default 2)."),
     channels: int = typer.Option(32, "--channels", min=4, max=GENERATOR_LIMITS["channels"][1],
                                  help="Generator base width."),
     res_blocks: int = typer.Option(4, "--res-blocks", min=0,
@@ -298,7 +310,8 @@ def train_cmd(
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where run folders go."),
     resume: bool = typer.Option(False, "--resume",
                                 help="Continue RUNS/NAME from its checkpoint, with its config; "
-                                     "loss weights, learning rates, --zoom-a, --vivid-a and "
+                                     "loss weights, learning rates, --zoom-a, --vivid-a, "
+                                     "--saturation-a and "
                                      "--ema-decay given with it change (logged in "
                                      "config.json)."),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
@@ -314,8 +327,9 @@ def train_cmd(
                                        lr_d=lr_d, identity_weight=identity,
                                        mse_weight=mse, critic_weight=critic,
                                        seam_weight=seam, colour_weight=colour, zoom_a=zoom_a,
-                                       vivid_a=vivid_a,
+                                       vivid_a=vivid_a, saturation_a=saturation_a,
                                        contrast_weight=contrast, chroma_weight=chroma,
+                                       gamut_weight=gamut, gamut_radius=gamut_radius,
                                        ema_decay=ema_decay, nce_weight=nce,
                                        patch_weight=patch_weight, shift_weight=shift,
                                        noise_init=noise_init,

@@ -77,6 +77,22 @@ def colour_moments(x: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor) -> to
     return (got_mean - mean).pow(2).sum() + (got_cov - cov).pow(2).sum()
 
 
+def colour_gamut(x: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor,
+                 radius: float) -> torch.Tensor:
+    """How far the pixels' colours lie outside the paintings' gamut.
+
+    Each pixel's colour (of a B×3×H×W batch) is measured in the paintings' pixel colour
+    spread: the Mahalanobis distance d from ``mean`` under ``cov``. Pixels within
+    ``radius`` cost nothing; beyond it, (d − radius)², averaged over all pixels. Unlike
+    :func:`colour_moments`, which only holds the whole batch, a colour he seldom painted
+    (the vivid green of a leaf seen close) pays wherever it is, even when the batch's mix
+    looks like his; and nothing inside the gamut is pulled anywhere.
+    """
+    d = x.transpose(0, 1).flatten(1) - mean[:, None]  # (3, N)
+    dist = (torch.linalg.inv(cov) @ d * d).sum(dim=0).clamp_min(0).sqrt()
+    return F.relu(dist - radius).pow(2).mean()
+
+
 def _sorted_w2(got: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     """Per column, a 1-D Wasserstein-2 between the rows of ``got`` (n×k) and the same
     quantiles of ``ref``'s (m×k, no gradient): squared differences, averaged."""

@@ -62,7 +62,9 @@ class TrainConfig:
     ``contrast_weight`` adds :func:`losses.crop_contrast`, which holds the spread of the
     translations' per-crop colour contrast to that of the step's painting crops;
     ``chroma_weight`` adds :func:`losses.crop_chroma`, the same for each crop's
-    colourfulness.
+    colourfulness; ``gamut_weight`` adds :func:`losses.colour_gamut`, which holds each
+    translated pixel's colour within ``gamut_radius`` of the paintings' colours
+    (Mahalanobis distance under their mean and covariance).
 
     The v2 terms (``docs/training.md``): ``nce_weight`` adds CUT's PatchNCE
     (:func:`losses.patch_nce`) between G's own encoder features of each photo crop
@@ -97,6 +99,8 @@ class TrainConfig:
     colour_weight: float = 0.0
     contrast_weight: float = 0.0
     chroma_weight: float = 0.0
+    gamut_weight: float = 0.0
+    gamut_radius: float = 3.0
     nce_weight: float = 0.0
     shift_weight: float = 0.0
     shift_crops: int = 4
@@ -113,6 +117,7 @@ class TrainConfig:
     min_crop_scale: float = 0.5
     zoom_a: float = 1.0
     vivid_a: float = 0.0
+    saturation_a: float = 2.0
     max_image_side: int = 512
     holdout_every: int = 0
     seed: int = 0
@@ -150,6 +155,10 @@ class TrainConfig:
             raise ValueError("zoom_a must be ≥ 1")
         if not 0 <= self.vivid_a <= 1:
             raise ValueError("vivid_a must be in [0, 1]")
+        if self.saturation_a < 1:
+            raise ValueError("saturation_a must be ≥ 1")
+        if self.gamut_radius <= 0:
+            raise ValueError("gamut_radius must be > 0")
         if self.d_warmup < 0:
             raise ValueError("d_warmup must be ≥ 0")
         if self.patch_weight and not self.discriminator.patch_heads:
@@ -414,6 +423,12 @@ def _generator_loss(disc: nn.Module, out: torch.Tensor, a: torch.Tensor, b: torc
         g_chroma = losses.crop_chroma(ab, b if paintings is None else paintings)
         loss_g = loss_g + cfg.chroma_weight * g_chroma
         stats["chroma"] = g_chroma.item()
+    if cfg.gamut_weight:
+        if colour is None:
+            raise ValueError("gamut_weight > 0 needs the paintings' colour moments")
+        g_gamut = losses.colour_gamut(ab, *colour, cfg.gamut_radius)
+        loss_g = loss_g + cfg.gamut_weight * g_gamut
+        stats["gamut"] = g_gamut.item()
     return loss_g, stats
 
 
@@ -515,8 +530,9 @@ def train(cfg: TrainConfig, a_dir: str | Path, b_dir: str | Path, name: str,
 
 RESUME_CHANGES = ("margin", "cosine_weight", "mse_weight", "critic_weight", "identity_weight",
                   "seam_weight", "colour_weight", "contrast_weight", "chroma_weight",
-                  "nce_weight", "patch_weight", "shift_weight",
-                  "lr_g", "lr_d", "zoom_a", "vivid_a", "ema_decay", "combo")
+                  "gamut_weight", "gamut_radius", "nce_weight", "patch_weight", "shift_weight",
+                  "lr_g", "lr_d", "zoom_a", "vivid_a", "saturation_a", "ema_decay",
+                  "combo")
 """Config fields a resumed run may change: the objective's terms, the learning rates,
 the photo crops' zoom and colourfulness, the EMA's decay and Combo (``--no-combo``, for an ablation
 branched from a checkpoint)."""
@@ -554,7 +570,7 @@ def _train(cfg: TrainConfig, a_dir: str | Path, b_dir: str | Path, name: str, ru
                                progress=progress)
     crop = CropConfig(cfg.crop_size, cfg.min_crop_scale)
     crop_a = CropConfig(cfg.crop_size, cfg.min_crop_scale, max_zoom=cfg.zoom_a,
-                        vivid_share=cfg.vivid_a)
+                        vivid_share=cfg.vivid_a, max_saturation=cfg.saturation_a)
     sampler_a = CropSampler(images_a, crop_a, cfg.seed * 2 + 1)
     sampler_b = CropSampler(images_b, crop, cfg.seed * 2 + 2)
     fixed = CropSampler(images_a, CropConfig(cfg.crop_size, 1.0, False), 12345).sample(8)
@@ -609,7 +625,7 @@ def _train(cfg: TrainConfig, a_dir: str | Path, b_dir: str | Path, name: str, ru
     side = picture_side(images_b)
     photo = photo_detail(images_a, side)
     colour = (tuple(t.to(device) for t in colour_moments_of(images_b))
-              if cfg.colour_weight else None)
+              if cfg.colour_weight or cfg.gamut_weight else None)
 
     def checkpoint() -> None:
         if main:

@@ -369,6 +369,38 @@ def test_chroma_term_is_trained_and_logged():
     assert math.isfinite(stats["chroma"]) and stats["chroma"] > 0
 
 
+def test_colour_gamut_costs_only_pixels_outside_and_pulls_them_straight_back():
+    mean = torch.tensor([0.1, 0.0, -0.2])
+    cov = torch.diag(torch.tensor([0.04, 0.04, 0.09]))
+    flat = lambda *rgb: torch.tensor(rgb).view(1, 3, 1, 1).expand(2, 3, 8, 8)  # noqa: E731
+    # 1.5 spreads out along red: inside a radius of 2, free.
+    assert losses.colour_gamut(flat(0.4, 0.0, -0.2), mean, cov, 2.0).item() == 0
+    # 4 spreads out along green: (4 − 2)² = 4; farther costs more.
+    assert losses.colour_gamut(flat(0.1, 0.8, -0.2), mean, cov, 2.0).item() == \
+        pytest.approx(4.0, rel=1e-5)
+    assert losses.colour_gamut(flat(0.1, 0.9, -0.2), mean, cov, 2.0) > 4.0
+    # Per pixel: half the pixels at 4 and half at 0 cost half, though their mean is inside.
+    half = torch.cat([flat(0.1, 0.8, -0.2), flat(0.1, -0.8, -0.2)], dim=3)
+    half[..., 8:] = mean.view(1, 3, 1, 1)
+    assert losses.colour_gamut(half, mean, cov, 2.0).item() == pytest.approx(2.0, rel=1e-5)
+    x = flat(0.1, 0.8, -0.2).clone().requires_grad_()
+    losses.colour_gamut(x, mean, cov, 2.0).backward()
+    g = x.grad.sum(dim=(0, 2, 3))  # the pull is back along green alone
+    assert g[1] > 0 and g[0].abs() < 1e-6 and g[2].abs() < 1e-6
+
+
+def test_gamut_term_is_trained_and_logged():
+    cfg = tiny(gamut_weight=2.0, gamut_radius=0.01, tile_size=16)
+    m = build_models(cfg, torch.device("cpu"))
+    colour = (torch.tensor([0.9, -0.9, 0.9]), torch.eye(3) * 0.01)
+    stats = train_step(m, batch(cfg, 1), batch(cfg, 2), cfg, colour=colour)
+    assert math.isfinite(stats["gamut"]) and stats["gamut"] > 0
+    with pytest.raises(ValueError, match="colour moments"):
+        train_step(m, batch(cfg, 1), batch(cfg, 2), cfg)
+    with pytest.raises(ValueError, match="gamut_radius"):
+        tiny(gamut_radius=0.0)
+
+
 def test_grid_level_is_zero_without_a_frame_and_finds_one():
     torch.manual_seed(0)
     flat = torch.full((2, 3, 32, 48), 0.3)

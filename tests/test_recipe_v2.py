@@ -156,6 +156,18 @@ def test_a_change_to_a_field_the_checkpoint_predates_starts_from_its_default():
     assert cfg.contrast_weight == 5.0 and changed == {"contrast_weight": [0.0, 5.0]}
 
 
+def test_a_resumed_run_may_add_the_gamut_and_more_vivid_crops():
+    saved = asdict(T.TrainConfig())
+    for key in ("gamut_weight", "gamut_radius", "saturation_a"):
+        del saved[key]  # a checkpoint written before them
+    cfg, changed = T._resumed_config(saved, T.TrainConfig(), {
+        "gamut_weight": 100.0, "saturation_a": 3.0})
+    assert (cfg.gamut_weight, cfg.gamut_radius, cfg.saturation_a) == (100.0, 3.0, 3.0)
+    assert changed == {"gamut_weight": [0.0, 100.0], "saturation_a": [2.0, 3.0]}
+    with pytest.raises(ValueError, match="saturation_a"):
+        T.TrainConfig(saturation_a=0.5)
+
+
 def test_patch_weight_needs_patch_heads():
     with pytest.raises(ValueError, match="patch_heads"):
         T.TrainConfig(patch_weight=1.0)
