@@ -446,11 +446,16 @@ def convert(stylizer: Stylizer, inputs: Sequence[str | Path], output: str | Path
         if shard_of(job.dst.relative_to(the_plan.root), n) != k:
             continue  # another worker's file
         mine.append(job)
+        try:  # a name too long once its suffix changes (--format) fails here, alone
+            is_dir, exists = job.dst.is_dir(), job.dst.exists()
+        except OSError as e:
+            _fail(report, opts, entry, f"cannot use the output path: {e.strerror}")
+            continue
         if i in the_plan.conflicts:
             _fail(report, opts, entry, the_plan.conflicts[i])
-        elif job.dst.is_dir():
+        elif is_dir:
             _fail(report, opts, entry, "the output path is an existing folder")
-        elif job.dst.exists() and not opts.overwrite:
+        elif exists and not opts.overwrite:
             report.skipped.append({**entry, "reason": "output exists (--overwrite to redo)"})
         else:
             todo.append(job)

@@ -632,6 +632,8 @@ def output_for(root: Path, where: str) -> Path:
          where="above a subfolder", overwrite=True, fmt=None)  # defect 4
 @example(entries=[(["sub"], "a", ".png", "image")], where="linked into input",
          overwrite=False, fmt="webp")
+@example(entries=[([], "L" * 251, ".png", "image")], where="linked into input",
+         overwrite=False, fmt="webp")  # .webp makes the name 256 bytes: too long
 @example(entries=[([], "a", ".jpg", "fifo"), ([], os.fsdecode(b"\xff"), ".png", "image"),
                   ([], "L" * 251, ".png", "image")], where="beside", overwrite=False, fmt=None)
 @given(entries=st.lists(ENTRY, min_size=1, max_size=5), where=WHERE,
@@ -667,3 +669,12 @@ def test_no_input_is_modified_and_every_output_lands_in_the_output_folder(
         assert stat.S_ISDIR(state[0]) or after[path] == state, path
     for path in after.keys() - before.keys():  # new: outputs, or -o and its parents
         assert in_output(path) or inside.startswith(os.path.realpath(path) + b"/"), path
+
+
+def test_a_name_too_long_in_the_new_format_fails_alone(tmp_path):
+    save(tmp_path / "in" / ("L" * 251 + ".png"))  # 255 bytes; as .webp, 256
+    save(tmp_path / "in" / "short.png")
+    report = run([tmp_path / "in"], tmp_path / "out", output_format="webp")
+    assert [Path(f["input"]).name for f in report.failed] == ["L" * 251 + ".png"]
+    assert "too long" in report.failed[0]["reason"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["short.webp"]
