@@ -65,16 +65,19 @@ def exported(tmp_path_factory) -> Path:
 def test_onnx_export_matches_torch_on_several_tile_sizes(exported, tile, batch):
     onnx = OnnxStylizer.from_style(exported, threads=1)
     torch_ = Stylizer.from_style("vangogh", "cpu")
-    tiles = np.random.default_rng(tile).uniform(-1, 1, (batch, 3, tile, tile)).astype(np.float32)
+    channels = 4 if onnx.noise else 3  # a noise input is a fourth channel
+    tiles = np.random.default_rng(tile).uniform(-1, 1, (batch, channels, tile, tile))
+    tiles = tiles.astype(np.float32)
     got, expected = onnx.run_tiles(tiles), torch_.run_tiles(tiles)
-    assert got.shape == expected.shape == tiles.shape and got.dtype == np.float32
+    assert got.shape == expected.shape == (batch, 3, tile, tile) and got.dtype == np.float32
     assert np.abs(got - expected).max() <= TOLERANCE
 
 
 def test_shipped_onnx_is_the_shipped_safetensors(exported):
     shipped = OnnxStylizer.from_style(find_style("vangogh"), threads=1)
     assert shipped.model.name == "vangogh.onnx"
-    tiles = np.random.default_rng(0).uniform(-1, 1, (2, 3, 64, 64)).astype(np.float32)
+    channels = 4 if shipped.noise else 3
+    tiles = np.random.default_rng(0).uniform(-1, 1, (2, channels, 64, 64)).astype(np.float32)
     fresh = OnnxStylizer.from_style(exported, threads=1)
     assert np.abs(shipped.run_tiles(tiles) - fresh.run_tiles(tiles)).max() <= TOLERANCE
 
